@@ -1,0 +1,153 @@
+# kheo - the one build entry point.
+#
+#   make            libkheo.a and libkheo.so (hidden visibility)
+#   make test       build and run the whole suite; ends with "N passed, N failed"
+#   make asan       the suite under address + undefined sanitizers
+#   make cross-test proto/ and client-core/ unit tests on aarch64 and armhf (qemu)
+#   make fuzz       libFuzzer targets with clang, each run FUZZ_SECONDS
+#   make bench      throughput and size figures (not part of make test)
+#   make demo       the demonstration
+#   make deps       install missing libraries (as root, with apt-get)
+#
+# Every target runs `make deps` first.  Variants build in their own folder:
+# BUILD=build/asan, build/aarch64, ...; CC, PKG_CONFIG, RUNNER and SAN are
+# what a variant changes.
+
+BUILD      ?= build
+CC         ?= cc
+AR         ?= ar
+PKG_CONFIG ?= pkg-config
+RUNNER     ?=
+SAN        ?=
+CFLAGS     ?= -O2 -g
+FUZZ_SECONDS ?= 300
+
+WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+       -Wstrict-prototypes -Wvla
+BASE_CPPFLAGS = -D_DEFAULT_SOURCE -Iclient-core/include -Iproto
+LIB_PKGS  = libsodium libzstd libutf8proc
+TEST_PKGS = cmocka
+
+# Looked up once, and only when first used: `make deps` may have just
+# installed what pkg-config is asked about.
+lazy = $(eval $(1) := $$(shell $(PKG_CONFIG) $(2)))$($(1))
+PKG_CFLAGS  = $(call lazy,PKG_CFLAGS,--cflags $(LIB_PKGS))
+PKG_LIBS    = $(call lazy,PKG_LIBS,--libs $(LIB_PKGS))
+TEST_CFLAGS = $(call lazy,TEST_CFLAGS,--cflags $(TEST_PKGS))
+TEST_LIBS   = $(call lazy,TEST_LIBS,--libs $(TEST_PKGS))
+
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) $(BASE_CPPFLAGS) $(PKG_CFLAGS)
+
+PROTO_SRC = $(wildcard proto/*.c)
+CORE_SRC  = $(wildcard client-core/src/*.c)
+LIB_SRC   = $(PROTO_SRC) $(CORE_SRC)
+LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The library the tests link: the same sources with the allocation fault
+# hook compiled in (see proto/alloc.h).
+TLIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/tobj/%.o)
+
+UNIT_SRC   = $(wildcard tests/unit/test_*.c)
+UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HELPER_OBJ = $(BUILD)/tobj/tests/unit/helpers.o
+FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
+REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
+
+.PHONY: all deps test unit-test asan cross-test fuzz bench demo clean
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/libkheo.a $(BUILD)/libkheo.so
+
+deps:
+	@sh mk/deps.sh
+
+$(BUILD)/obj/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(BUILD)/tobj/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -DKHEO_FAULT_INJECTION \
+		-Itests/unit -MMD -MP -c $< -o $@
+
+$(BUILD)/libkheo.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/libkheo.so: $(LIB_OBJ)
+	$(CC) -shared $(SAN) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/libkheo-test.a: $(TLIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/test_%: $(BUILD)/tobj/tests/unit/test_%.o $(HELPER_OBJ) \
+		$(BUILD)/libkheo-test.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(TEST_LIBS) $(PKG_LIBS) -lm
+
+$(BUILD)/tests/replay_%: $(BUILD)/tobj/tests/fuzz/%.o \
+		$(BUILD)/tobj/tests/fuzz/replay.o $(BUILD)/libkheo-test.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
+
+# Unit tests and corpus replays only: what cross-test runs under qemu.
+unit-test: $(UNIT_BIN) $(REPLAY_BIN) | deps
+	@BUILD=$(BUILD) RUNNER="$(RUNNER)" sh tests/run.sh unit
+
+test: all $(UNIT_BIN) $(REPLAY_BIN) | deps
+	@BUILD=$(BUILD) RUNNER="$(RUNNER)" sh tests/run.sh all
+
+asan: | deps
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+		test
+
+cross-test: | deps
+	sh mk/cross.sh
+
+# libFuzzer needs clang; each target runs FUZZ_SECONDS on a copy of its
+# corpus, and new inputs it finds are kept in build/fuzz/corpus-*.
+FUZZ_CC = clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(BASE_CPPFLAGS)
+fuzz: | deps
+	@sh mk/deps.sh clang libclang-rt-14-dev
+	@mkdir -p build/fuzz
+	@for src in $(FUZZ_SRC); do \
+		name=$$(basename $$src .c); \
+		echo "fuzz: building $$name"; \
+		$(FUZZ_CC) $(FUZZ_FLAGS) -DKHEO_FAULT_INJECTION $$($(PKG_CONFIG) --cflags $(LIB_PKGS)) \
+			-o build/fuzz/$$name $$src $(LIB_SRC) \
+			$$($(PKG_CONFIG) --libs $(LIB_PKGS)) -lm || exit 1; \
+	done
+	@for src in $(FUZZ_SRC); do \
+		name=$$(basename $$src .c); corpus=build/fuzz/corpus-$$name; \
+		mkdir -p $$corpus; cp tests/fuzz/corpus/$$name/* $$corpus/ 2>/dev/null; \
+		echo "fuzz: running $$name for $(FUZZ_SECONDS) s"; \
+		build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-print_final_stats=1 $$corpus 2>build/fuzz/$$name.log || \
+			{ tail -40 build/fuzz/$$name.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::peak_rss" build/fuzz/$$name.log; \
+	done
+
+BENCH_BIN = $(BUILD)/bench/bench_proto
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libkheo.a | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags jansson) -o $@ $^ \
+		$$($(PKG_CONFIG) --libs jansson) $(PKG_LIBS) -lm
+
+bench: | deps
+	@sh mk/deps.sh libjansson-dev
+	$(MAKE) $(BENCH_BIN)
+	sh tests/bench/run.sh $(BUILD)
+
+DEMO_BIN = $(BUILD)/demo_proto
+$(DEMO_BIN): tests/demo_proto.c $(BUILD)/libkheo.a | deps
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+demo: $(DEMO_BIN) | deps
+	$(DEMO_BIN)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,349 @@
+/*
+ * proto.h - kheo's wire and storage formats: pure functions over buffers.
+ *
+ * What is here: canonical varints and values, the changeset encoding and its
+ * strict decoder, changeset ids (BLAKE2b-256) and signatures (Ed25519), and
+ * the zstd frame a signed changeset is stored and sent in.  The byte layout
+ * is specified in docs/protocol.md; this header is the C view of it.
+ *
+ * What is not here: storage, sockets, clocks, merge.  proto/ knows nothing of
+ * SQLite or of the network, so it can be fuzzed and cross-tested alone.
+ *
+ * This header is private to libkheo (the public API is kheo.h); tests and
+ * the benchmark use it directly.
+ */
+#ifndef KHEO_PROTO_H
+#define KHEO_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kheo.h"
+
+/* ---------------------------------------------------------------- limits */
+
+/*
+ * Hard caps.  Every count and length read from bytes is checked against
+ * these before anything is allocated.  They are part of the format: a
+ * changeset one implementation accepts, every other must accept too.
+ */
+#define KHEO_CS_VERSION 1          /* changeset format version */
+#define KHEO_CS_RAW_MAX (16u << 20) /* canonical changeset bytes */
+#define KHEO_CS_OPS_MAX 262144u    /* ops in one changeset */
+#define KHEO_CS_PARENTS_MAX 8u     /* other parents besides `previous` */
+#define KHEO_CS_KEYS_MAX 4096u     /* interned keys besides the author */
+#define KHEO_OP_FIELDS_MAX 256u    /* fields in one put */
+#define KHEO_OP_PRED_MAX 1024u     /* op ids in one pred list */
+#define KHEO_NAME_MAX 64u          /* bytes in a field name */
+#define KHEO_UNIT_MAX 255u         /* bytes in a unit path */
+#define KHEO_UNIT_DEPTH_MAX 16u    /* segments in a unit path */
+#define KHEO_VALUE_MAX (1u << 20)  /* bytes in one text or bytes value */
+#define KHEO_SCHEMA_VERSION_MAX 0xffffffffu
+
+#define KHEO_KEY_SIZE 32   /* Ed25519 public key */
+#define KHEO_SECRET_SIZE 64 /* libsodium's Ed25519 secret key (seed || pk) */
+#define KHEO_SIG_SIZE 64   /* Ed25519 signature */
+#define KHEO_ID_SIZE 32    /* BLAKE2b-256 content hash */
+#define KHEO_RECORD_SIZE 16 /* random record id */
+
+/* Signature contexts: one per kind of signed object, never shared. */
+#define KHEO_CTX_CHANGESET "kheo/changeset/v1"
+
+/* --------------------------------------------------------------- refusals */
+
+/*
+ * Why bytes were refused.  Each rule of the format has its own reason, so a
+ * test (or an operator reading a quarantine) can tell exactly what was wrong;
+ * kheo_reason_error() maps a reason to the coarse kheo_error code.
+ * Values are pinned: they are stored with quarantined changesets.
+ */
+typedef enum kheo_reason {
+	KHEO_R_NONE = 0,
+	KHEO_R_TRUNCATED = 1,        /* input ends inside an item */
+	KHEO_R_OVERLONG_VARINT = 2,  /* varint not in its shortest form */
+	KHEO_R_VARINT_OVERFLOW = 3,  /* varint above 2^64-1 or its field's range */
+	KHEO_R_TRAILING_BYTES = 4,   /* bytes after the last item */
+	KHEO_R_BAD_VERSION = 5,      /* unknown format version */
+	KHEO_R_BAD_ENUM = 6,         /* op kind or value tag out of range */
+	KHEO_R_UNSORTED = 7,         /* a list that must ascend does not */
+	KHEO_R_DUPLICATE = 8,        /* a list that must be a set repeats */
+	KHEO_R_BAD_UTF8 = 9,         /* text not valid UTF-8, or holds NUL */
+	KHEO_R_BAD_NAME = 10,        /* field name outside [a-z_][a-z0-9_]* */
+	KHEO_R_BAD_UNIT = 11,        /* unit not a slug path nor "_sys" */
+	KHEO_R_BAD_REAL = 12,        /* real is NaN or infinite */
+	KHEO_R_TOO_MANY = 13,        /* a count above its hard cap */
+	KHEO_R_TOO_BIG = 14,         /* a length above its hard cap */
+	KHEO_R_SIZE_MISMATCH = 15,   /* decompressed size is not the declared */
+	KHEO_R_BAD_CLOCK = 16,       /* clocks not rising, pred not before op */
+	KHEO_R_BAD_CHAIN = 17,       /* useq 0, or previous where none can be */
+	KHEO_R_UNUSED_KEY = 18,      /* interned key that no pred names */
+	KHEO_R_BAD_KEY_INDEX = 19,   /* pred names a key not in the table */
+	KHEO_R_BAD_MAGIC = 20,       /* not a kheo frame */
+	KHEO_R_BAD_FRAME = 21,       /* zstd refused the compressed payload */
+	KHEO_R_UNKNOWN_DICT = 22,    /* frame names a dictionary we lack */
+	KHEO_R_BAD_SIGNATURE = 23,   /* Ed25519 signature does not verify */
+	KHEO_R_EMPTY = 24,           /* a changeset with no ops */
+	KHEO_R_BAD_FLAGS = 25,       /* reserved frame flag bits set */
+	KHEO_R_REASON_COUNT
+} kheo_reason;
+
+/* A refusal: reason, byte offset where it was found, and a message. */
+typedef struct kheo_refusal {
+	int reason;       /* kheo_reason */
+	size_t offset;    /* offset in the input the reason refers to */
+	char msg[200];    /* human-readable, names the item and the rule */
+} kheo_refusal;
+
+/* Stable identifier of a reason, e.g. "overlong-varint"; static storage. */
+const char *kheo_reason_name(int reason);
+
+/* The kheo_error code a reason maps to (KHEO_EPROTO, KHEO_ELIMIT, ...). */
+int kheo_reason_error(int reason);
+
+/* Fill `why` (if not NULL) and return kheo_reason_error(reason). */
+int kheo__refuse(kheo_refusal *why, int reason, size_t offset,
+	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ------------------------------------------------------------------ buffer */
+
+/* A growable byte buffer.  Zero-initialise; free with kheo_buf_free. */
+typedef struct kheo_buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+	int oom;  /* set once an append failed; later appends do nothing */
+} kheo_buf;
+
+void kheo_buf_free(kheo_buf *b);
+void kheo_buf_reset(kheo_buf *b);
+/* Make room for n more bytes; KHEO_OK or KHEO_ENOMEM (and b->oom set). */
+int kheo_buf_reserve(kheo_buf *b, size_t n);
+void kheo_buf_put(kheo_buf *b, const void *p, size_t n);
+void kheo_buf_put_u8(kheo_buf *b, uint8_t v);
+void kheo_buf_put_varint(kheo_buf *b, uint64_t v);
+/* Varint length, then the bytes. */
+void kheo_buf_put_str(kheo_buf *b, const void *p, size_t n);
+
+/* ------------------------------------------------------------------ reader */
+
+/* A cursor over input bytes; every read is bounds-checked. */
+typedef struct kheo_reader {
+	const uint8_t *p;
+	size_t len;
+	size_t off;
+	kheo_refusal *why;
+} kheo_reader;
+
+void kheo_reader_init(kheo_reader *r, const void *p, size_t len,
+	kheo_refusal *why);
+int kheo_read_u8(kheo_reader *r, uint8_t *out, const char *what);
+int kheo_read_bytes(kheo_reader *r, const uint8_t **out, size_t n,
+	const char *what);
+/* A canonical varint no greater than max. */
+int kheo_read_varint(kheo_reader *r, uint64_t *out, uint64_t max,
+	const char *what);
+/* KHEO_R_TRAILING_BYTES unless every byte was read. */
+int kheo_read_end(kheo_reader *r, const char *what);
+
+/* Encode v as a varint into out (at least 10 bytes); returns its length. */
+size_t kheo_varint_encode(uint8_t out[10], uint64_t v);
+
+/* ------------------------------------------------------------------ values */
+
+typedef enum kheo_value_type {
+	KHEO_VAL_NULL = 0,
+	KHEO_VAL_INT = 1,
+	KHEO_VAL_REAL = 2,
+	KHEO_VAL_TEXT = 3,
+	KHEO_VAL_BYTES = 4,
+	KHEO_VAL_BOOL = 5,
+	KHEO_VAL_HASH = 6,
+} kheo_value_type;
+
+/*
+ * A typed value.  TEXT points to `len` bytes of UTF-8 (NUL-terminated when
+ * it comes from the decoder), BYTES to `len` bytes, HASH to 32 bytes.
+ * Pointers are borrowed from whoever built the value.
+ */
+typedef struct kheo_value {
+	kheo_value_type type;
+	int64_t i;          /* INT */
+	double r;           /* REAL */
+	int b;              /* BOOL: 0 or 1 */
+	const uint8_t *p;   /* TEXT, BYTES, HASH */
+	size_t len;         /* TEXT, BYTES; 32 for HASH */
+} kheo_value;
+
+/* Is [p, p+n) valid UTF-8 without NUL?  1 or 0. */
+int kheo_utf8_valid(const uint8_t *p, size_t n);
+/* Is this a valid field name?  1 or 0. */
+int kheo_name_valid(const char *p, size_t n);
+/* Is this a valid unit path ("_sys" or slug/slug/...)?  1 or 0. */
+int kheo_unit_valid(const char *p, size_t n);
+/* 1 if `unit` equals `prefix` or lies below it, else 0. */
+int kheo_unit_under(const char *unit, const char *prefix);
+
+/* ------------------------------------------------------------------ ops */
+
+typedef enum kheo_op_kind {
+	KHEO_OP_PUT = 1,    /* create a record with fields */
+	KHEO_OP_SET = 2,    /* set one field */
+	KHEO_OP_ADD = 3,    /* add a member to a set field */
+	KHEO_OP_REMOVE = 4, /* remove the adds named in pred from a set */
+	KHEO_OP_DELETE = 5, /* set the hidden _deleted field */
+} kheo_op_kind;
+
+/* An op id: (hybrid clock, author key).  key points at 32 bytes. */
+typedef struct kheo_opid {
+	uint64_t clock;
+	const uint8_t *key;
+} kheo_opid;
+
+/* A field name (NUL-terminated) and its value. */
+typedef struct kheo_field {
+	const char *name;
+	kheo_value value;
+} kheo_field;
+
+/*
+ * One op.  PUT carries nfields fields (ascending by name); SET, ADD and
+ * REMOVE exactly one (for ADD/REMOVE the value is the member); DELETE none.
+ * pred ascends by (clock, key bytes), every clock below the op's own.
+ */
+typedef struct kheo_op {
+	kheo_op_kind kind;
+	uint64_t clock;
+	uint8_t record[KHEO_RECORD_SIZE];
+	const kheo_field *fields;
+	size_t nfields;
+	const kheo_opid *pred;
+	size_t npred;
+} kheo_op;
+
+/* Total order of op ids: by clock, then key bytes.  <0, 0, >0. */
+int kheo_opid_cmp(const kheo_opid *a, const kheo_opid *b);
+
+/* ------------------------------------------------------------ changesets */
+
+/*
+ * A changeset: a batch of ops by one author within one unit.
+ *
+ * For kheo_changeset_encode the caller fills every field but clock_min and
+ * clock_max, which the encoder computes from the ops.  From
+ * kheo_changeset_decode everything lives in one allocation owned by the
+ * struct: free it with kheo_changeset_free.
+ */
+typedef struct kheo_changeset {
+	uint32_t version;                 /* KHEO_CS_VERSION */
+	uint8_t author[KHEO_KEY_SIZE];
+	const char *unit;                 /* NUL-terminated */
+	uint32_t schema_version;
+	uint64_t useq;                    /* 1 for the first of a chain */
+	uint8_t prev[KHEO_ID_SIZE];       /* meaningful when useq > 1 */
+	uint8_t parents[KHEO_CS_PARENTS_MAX][KHEO_ID_SIZE];
+	size_t nparents;                  /* ascending, none equal to prev */
+	uint64_t clock_min, clock_max;
+	const kheo_op *ops;               /* clocks strictly rising */
+	size_t nops;
+} kheo_changeset;
+
+/*
+ * Encode `cs` canonically, appending to `out`.  Refuses (with the reason the
+ * decoder would give) anything the decoder would refuse, so every encoded
+ * changeset decodes back to itself.
+ */
+int kheo_changeset_encode(kheo_buf *out, const kheo_changeset *cs,
+	kheo_refusal *why);
+
+/* Decode canonical bytes.  *out is the caller's (kheo_changeset_free). */
+int kheo_changeset_decode(kheo_changeset **out, const uint8_t *raw,
+	size_t len, kheo_refusal *why);
+
+void kheo_changeset_free(kheo_changeset *cs);
+
+/* The changeset id: BLAKE2b-256 of the canonical bytes. */
+void kheo_changeset_id(uint8_t id[KHEO_ID_SIZE], const uint8_t *raw,
+	size_t len);
+
+/* Sign `"kheo/changeset/v1" || id` with an Ed25519 secret key. */
+void kheo_changeset_sign(uint8_t sig[KHEO_SIG_SIZE],
+	const uint8_t id[KHEO_ID_SIZE], const uint8_t sk[KHEO_SECRET_SIZE]);
+
+/* KHEO_OK, or KHEO_EAUTH (reason BAD_SIGNATURE) when sig does not verify. */
+int kheo_changeset_verify(const uint8_t sig[KHEO_SIG_SIZE],
+	const uint8_t id[KHEO_ID_SIZE], const uint8_t author[KHEO_KEY_SIZE],
+	kheo_refusal *why);
+
+/* ------------------------------------------------------------------ frames */
+
+#define KHEO_FRAME_MAGIC "KCS\x01"
+#define KHEO_FRAME_MAGIC_SIZE 4
+#define KHEO_FRAME_F_ZSTD 0x01  /* payload is one zstd frame */
+#define KHEO_FRAME_F_DICT 0x02  /* ... compressed with the named dictionary */
+#define KHEO_ZSTD_WINDOW_LOG 17 /* bounded window: 128 KiB per stream */
+
+/*
+ * A zstd dictionary, named by the BLAKE2b-256 of its bytes, so that it can
+ * be replicated as a content-addressed artifact.  Opaque.
+ */
+typedef struct kheo_dict kheo_dict;
+
+int kheo_dict_new(kheo_dict **out, const void *bytes, size_t len, int level);
+void kheo_dict_free(kheo_dict *d);
+/* The dictionary's name; borrowed for the dictionary's lifetime. */
+const uint8_t *kheo_dict_id(const kheo_dict *d);
+
+/*
+ * Train a dictionary from samples (zstd's trainer).  *out receives the
+ * dictionary bytes, owned by the caller (kheo__free).
+ */
+int kheo_dict_train(uint8_t **out, size_t *outlen, size_t capacity,
+	const uint8_t *samples, const size_t *sizes, size_t nsamples);
+
+/*
+ * Compression state reused across frames (a zstd context each way) and the
+ * dictionaries known to the reader.  Not thread-safe: one per thread.
+ */
+typedef struct kheo_codec kheo_codec;
+
+int kheo_codec_new(kheo_codec **out, int level);
+void kheo_codec_free(kheo_codec *c);
+/* Compress with `d` from now on (NULL: none).  Borrowed; keep it alive. */
+void kheo_codec_use_dict(kheo_codec *c, const kheo_dict *d);
+/* Let the reader decode frames that name `d`.  Borrowed; keep it alive. */
+int kheo_codec_add_dict(kheo_codec *c, const kheo_dict *d);
+
+/*
+ * Append the frame of a signed changeset to `out`.  The payload is stored
+ * compressed only when that makes it smaller.
+ */
+int kheo_frame_write(kheo_codec *c, kheo_buf *out, const uint8_t *raw,
+	size_t rawlen, const uint8_t sig[KHEO_SIG_SIZE]);
+
+/*
+ * Read one frame occupying exactly [frame, frame+len).  The canonical bytes
+ * go to `raw` (reset first), the signature to `sig`.  Refuses bad magic,
+ * reserved flags, unknown dictionaries, sizes above KHEO_CS_RAW_MAX, payloads
+ * that do not decompress to exactly the declared size, trailing bytes.
+ */
+int kheo_frame_read(kheo_codec *c, kheo_buf *raw, uint8_t sig[KHEO_SIG_SIZE],
+	const uint8_t *frame, size_t len, kheo_refusal *why);
+
+/*
+ * Everything a receiver does with a frame before trusting it: read the
+ * frame, decode the changeset, compute its id, verify the signature.
+ * On success *out is the caller's and `id` holds its id; `raw` keeps the
+ * canonical bytes.
+ */
+int kheo_frame_open(kheo_codec *c, kheo_changeset **out,
+	uint8_t id[KHEO_ID_SIZE], kheo_buf *raw, const uint8_t *frame,
+	size_t len, kheo_refusal *why);
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void kheo_hex(char *out, const uint8_t *p, size_t n);
+/* Parse exactly 2n hex digits; KHEO_OK or KHEO_EINVAL. */
+int kheo_unhex(uint8_t *out, size_t n, const char *hex, size_t hexlen);
+
+#endif /* KHEO_PROTO_H */
