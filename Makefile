@@ -52,6 +52,7 @@ HELPER_OBJ = $(BUILD)/tobj/tests/unit/helpers.o
 FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 
+.SECONDARY:
 .PHONY: all deps test unit-test asan cross-test fuzz bench demo clean
 .DEFAULT_GOAL := all
 

@@ -21,6 +21,8 @@
 #include <sodium.h>
 #include <string.h>
 #include <zdict.h>
+/* For ZSTD_getFrameHeader, exported by libzstd's shared library too. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -163,7 +165,7 @@ static int compress_payload(kheo_codec *c, const uint8_t *raw, size_t len)
 	size_t bound = ZSTD_compressBound(len), n;
 	int err;
 
-	if (len < COMPRESS_MIN)
+	if (len < COMPRESS_MIN || c->level == 0)
 		return 0;
 	kheo_buf_reset(&c->scratch);
 	if ((err = kheo_buf_reserve(&c->scratch, bound)) < 0)
@@ -214,6 +216,7 @@ static int read_zstd_payload(kheo_codec *c, kheo_buf *raw,
 	const uint8_t *p, size_t n, size_t rawlen, const kheo_dict *dict,
 	size_t off, kheo_refusal *why)
 {
+	ZSTD_frameHeader header;
 	unsigned long long declared;
 	size_t framelen, got;
 	int err;
@@ -226,6 +229,17 @@ static int read_zstd_payload(kheo_codec *c, kheo_buf *raw,
 	if (framelen != n)
 		return kheo__refuse(why, KHEO_R_TRAILING_BYTES, off + framelen,
 			"%zu bytes after the zstd frame", n - framelen);
+	/* One-shot decompression is bounded by the declared size alone, but
+	 * the format promises a 128 KiB window so that a streaming reader (a
+	 * phone) never needs more: hold every writer to it. */
+	if (ZSTD_getFrameHeader(&header, p, n) != 0)
+		return kheo__refuse(why, KHEO_R_BAD_FRAME, off,
+			"payload's zstd frame header is unreadable");
+	if (header.frameType != ZSTD_frame ||
+	    header.windowSize > (1ull << KHEO_ZSTD_WINDOW_LOG))
+		return kheo__refuse(why, KHEO_R_BAD_FRAME, off,
+			"zstd frame window of %llu bytes, above %u",
+			header.windowSize, 1u << KHEO_ZSTD_WINDOW_LOG);
 	declared = ZSTD_getFrameContentSize(p, n);
 	if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != rawlen)
 		return kheo__refuse(why, KHEO_R_SIZE_MISMATCH, off,

@@ -306,6 +306,8 @@ int kheo_dict_train(uint8_t **out, size_t *outlen, size_t capacity,
  */
 typedef struct kheo_codec kheo_codec;
 
+/* level: zstd's level (1..19, negative for its fast modes), or 0 to store
+ * every frame uncompressed. */
 int kheo_codec_new(kheo_codec **out, int level);
 void kheo_codec_free(kheo_codec *c);
 /* Compress with `d` from now on (NULL: none).  Borrowed; keep it alive. */
