@@ -4,7 +4,8 @@
  *
  * Layout (docs/protocol.md has it byte by byte):
  *   version, author, unit, schema_version, useq, [previous], parents,
- *   clock_min, clock_span, interned keys, ops.
+ *   clock_min, clock_span, interned keys, ops; each op names its kind,
+ *   clock, table, record, body and pred.
  * Every rule the decoder enforces, the encoder enforces too, so that
  * encode(decode(x)) == x for every x the decoder accepts, and the encoder
  * never writes what a peer would refuse.
@@ -21,7 +22,7 @@
 #include <string.h>
 
 /* Smallest encodings, used to refuse counts the input cannot hold. */
-#define MIN_OP_BYTES (1 + 1 + KHEO_RECORD_SIZE + 1) /* a delete */
+#define MIN_OP_BYTES (1 + 1 + 2 + KHEO_RECORD_SIZE + 1) /* a delete */
 #define MIN_FIELD_BYTES (1 + 1 + 1)               /* name "a", null */
 #define MIN_PRED_BYTES 2
 
@@ -180,7 +181,12 @@ static int kind_fields(int kind)
 static int check_name(const char *name, kheo_refusal *why, size_t off,
 	size_t opi)
 {
-	size_t n = strlen(name);
+	size_t n;
+
+	if (!name)
+		return kheo__refuse(why, KHEO_R_BAD_NAME, off,
+			"op %zu: table or field name missing", opi);
+	n = strlen(name);
 
 	if (n > KHEO_NAME_MAX)
 		return kheo__refuse(why, KHEO_R_TOO_BIG, off,
@@ -212,6 +218,8 @@ static int check_op(const kheo_op *op, const kheo_op *before,
 		return kheo__refuse(why, KHEO_R_BAD_CLOCK, off,
 			"op %zu: clock does not rise above op %zu's", opi,
 			opi - 1);
+	if ((err = check_name(op->table, why, off, opi)) < 0)
+		return err;
 	if (kind_fields(op->kind) >= 0 &&
 	    op->nfields != (size_t)kind_fields(op->kind))
 		return kheo__refuse(why, KHEO_R_BAD_ENUM, off,
@@ -354,6 +362,7 @@ int kheo_changeset_encode(kheo_buf *out, const kheo_changeset *cs,
 		kheo_buf_put_u8(out, (uint8_t)op->kind);
 		kheo_buf_put_varint(out,
 			op->clock - (i ? cs->ops[i - 1].clock : clock_min));
+		kheo_buf_put_str(out, op->table, strlen(op->table));
 		kheo_buf_put(out, op->record, KHEO_RECORD_SIZE);
 		if (op->kind == KHEO_OP_PUT)
 			kheo_buf_put_varint(out, op->nfields);
@@ -388,25 +397,25 @@ done:
 /* ------------------------------------------------------------- decoding */
 
 static int read_name(kheo_reader *r, decoded *d, const char **out,
-	size_t opi)
+	size_t opi, const char *what)
 {
 	size_t start = r->off;
 	const uint8_t *p;
 	uint64_t n;
 	int err;
 
-	if ((err = kheo_read_varint(r, &n, UINT64_MAX, "field name")) < 0)
+	if ((err = kheo_read_varint(r, &n, UINT64_MAX, what)) < 0)
 		return err;
 	if (n > KHEO_NAME_MAX)
 		return kheo__refuse(r->why, KHEO_R_TOO_BIG, start,
-			"op %zu: field name of %llu bytes, above the %u limit",
-			opi, (unsigned long long)n, KHEO_NAME_MAX);
-	if ((err = kheo_read_bytes(r, &p, (size_t)n, "field name")) < 0)
+			"op %zu: %s of %llu bytes, above the %u limit",
+			opi, what, (unsigned long long)n, KHEO_NAME_MAX);
+	if ((err = kheo_read_bytes(r, &p, (size_t)n, what)) < 0)
 		return err;
 	if (!kheo_name_valid((const char *)p, (size_t)n))
 		return kheo__refuse(r->why, KHEO_R_BAD_NAME, start,
-			"op %zu: field name \"%.*s\" is not [a-z_][a-z0-9_]*",
-			opi, (int)n, (const char *)p);
+			"op %zu: %s \"%.*s\" is not [a-z_][a-z0-9_]*",
+			opi, what, (int)n, (const char *)p);
 	if (!(*out = arena_strdup(d, p, (size_t)n)))
 		return KHEO_ENOMEM;
 	return KHEO_OK;
@@ -591,6 +600,8 @@ static int read_op(kheo_reader *r, decoded *d, kheo_op *op,
 				opi);
 		op->clock = prev + delta;
 	}
+	if ((err = read_name(r, d, &op->table, opi, "table name")) < 0)
+		return err;
 	if ((err = kheo_read_bytes(r, &p, KHEO_RECORD_SIZE, "record id")) < 0)
 		return err;
 	memcpy(op->record, p, KHEO_RECORD_SIZE);
@@ -610,7 +621,7 @@ static int read_op(kheo_reader *r, decoded *d, kheo_op *op,
 	for (i = 0; i < op->nfields; i++) {
 		size_t fstart = r->off;
 
-		if ((err = read_name(r, d, &fields[i].name, opi)) < 0)
+		if ((err = read_name(r, d, &fields[i].name, opi, "field name")) < 0)
 			return err;
 		if (i > 0 &&
 		    (err = check_ascending(strcmp(fields[i - 1].name,

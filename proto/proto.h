@@ -206,13 +206,14 @@ typedef struct kheo_field {
 } kheo_field;
 
 /*
- * One op.  PUT carries nfields fields (ascending by name); SET, ADD and
+ * One op on record `record` of table `table`.  PUT carries nfields fields (ascending by name); SET, ADD and
  * REMOVE exactly one (for ADD/REMOVE the value is the member); DELETE none.
  * pred ascends by (clock, key bytes), every clock below the op's own.
  */
 typedef struct kheo_op {
 	kheo_op_kind kind;
 	uint64_t clock;
+	const char *table;                /* schema table, a field name */
 	uint8_t record[KHEO_RECORD_SIZE];
 	const kheo_field *fields;
 	size_t nfields;

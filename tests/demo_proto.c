@@ -30,7 +30,7 @@ int main(void)
 	uint8_t pk[KHEO_KEY_SIZE], sk[KHEO_SECRET_SIZE];
 	uint8_t id[KHEO_ID_SIZE], sig[KHEO_SIG_SIZE], got[KHEO_ID_SIZE];
 	kheo_field fields[5];
-	kheo_op op = { .kind = KHEO_OP_PUT };
+	kheo_op op = { .kind = KHEO_OP_PUT, .table = "model" };
 	kheo_changeset cs = { .version = KHEO_CS_VERSION,
 		.unit = "dak-nong/cu-jut/ea-po", .schema_version = 1,
 		.useq = 1, .ops = &op, .nops = 1 };

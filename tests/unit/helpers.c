@@ -75,6 +75,7 @@ const kheo_changeset *test_sample(void)
 	memset(ops, 0, sizeof(ops));
 	ops[0].kind = KHEO_OP_PUT;
 	ops[0].clock = t0;
+	ops[0].table = "model";
 	memset(ops[0].record, 0xa1, KHEO_RECORD_SIZE);
 	ops[0].fields = put_fields;
 	ops[0].nfields = i;
@@ -86,6 +87,7 @@ const kheo_changeset *test_sample(void)
 	set_pred[1] = (kheo_opid){ t0, key_a.pk };
 	ops[1].kind = KHEO_OP_SET;
 	ops[1].clock = t0 + 1;
+	ops[1].table = "model";
 	memset(ops[1].record, 0xa1, KHEO_RECORD_SIZE);
 	ops[1].fields = &set_field;
 	ops[1].nfields = 1;
@@ -97,6 +99,7 @@ const kheo_changeset *test_sample(void)
 		.p = (const uint8_t *)"cà phê", .len = strlen("cà phê") };
 	ops[2].kind = KHEO_OP_ADD;
 	ops[2].clock = t0 + 2;
+	ops[2].table = "model";
 	memset(ops[2].record, 0xa1, KHEO_RECORD_SIZE);
 	ops[2].fields = &add_field;
 	ops[2].nfields = 1;
@@ -107,6 +110,7 @@ const kheo_changeset *test_sample(void)
 	remove_pred[0] = (kheo_opid){ t0 - 100, key_b.pk };
 	ops[3].kind = KHEO_OP_REMOVE;
 	ops[3].clock = t0 + 3;
+	ops[3].table = "model";
 	memset(ops[3].record, 0xa1, KHEO_RECORD_SIZE);
 	ops[3].fields = &remove_field;
 	ops[3].nfields = 1;
@@ -116,6 +120,7 @@ const kheo_changeset *test_sample(void)
 	delete_pred[0] = (kheo_opid){ t0 - 9, key_b.pk };
 	ops[4].kind = KHEO_OP_DELETE;
 	ops[4].clock = t0 + 70000;
+	ops[4].table = "model";
 	memset(ops[4].record, 0xb2, KHEO_RECORD_SIZE);
 	ops[4].pred = delete_pred;
 	ops[4].npred = 1;

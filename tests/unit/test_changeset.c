@@ -126,7 +126,7 @@ static void roundtrip_extreme_values(void **state)
 	kheo_changeset cs = *test_sample();
 	kheo_field f = { .name = "x" };
 	kheo_op op = { .kind = KHEO_OP_SET, .clock = UINT64_MAX,
-		.fields = &f, .nfields = 1 };
+		.table = "model", .fields = &f, .nfields = 1 };
 	size_t i;
 
 	(void)state;
@@ -175,8 +175,8 @@ static void author_keys_are_interned_once(void **state)
 	test_encode(&one, &cs);
 	cs.nops = 3;
 	test_encode(&three, &cs);
-	/* each extra delete: kind, clock delta, record, npred, pred = 21 */
-	assert_int_equal(three.len - one.len, 2 * (1 + 1 + 16 + 1 + 2));
+	/* each extra delete: kind, clock delta, table, record, npred, pred */
+	assert_int_equal(three.len - one.len, 2 * (1 + 1 + 6 + 16 + 1 + 2));
 	kheo_buf_free(&one);
 	kheo_buf_free(&three);
 }
@@ -287,6 +287,7 @@ static void delete_op(kheo_buf *b, int first)
 
 	kheo_buf_put_u8(b, KHEO_OP_DELETE);
 	kheo_buf_put_varint(b, first ? 0 : 1);
+	kheo_buf_put_str(b, "model", 5);
 	kheo_buf_put(b, rec, 16);
 	kheo_buf_put_varint(b, 0); /* pred */
 }
@@ -299,6 +300,7 @@ static void set_op_raw(kheo_buf *b, const char *name, const void *val,
 
 	kheo_buf_put_u8(b, KHEO_OP_SET);
 	kheo_buf_put_varint(b, 0);
+	kheo_buf_put_str(b, "model", 5);
 	kheo_buf_put(b, rec, 16);
 	kheo_buf_put_str(b, name, strlen(name));
 	kheo_buf_put(b, val, vlen);
@@ -410,7 +412,7 @@ static void refuses_unknown_op_kind(void **state)
 	(void)state;
 	header(&b, 1);
 	delete_op(&b, 1);
-	b.p[b.len - 19] = 6; /* kind byte of the op */
+	b.p[b.len - 25] = 6; /* kind byte of the op */
 	expect(&b, KHEO_EPROTO, KHEO_R_BAD_ENUM);
 	kheo_buf_free(&b);
 }
@@ -432,6 +434,7 @@ static void put_op(kheo_buf *b, const char *n1, const char *n2)
 
 	kheo_buf_put_u8(b, KHEO_OP_PUT);
 	kheo_buf_put_varint(b, 0);
+	kheo_buf_put_str(b, "model", 5);
 	kheo_buf_put(b, rec, 16);
 	kheo_buf_put_varint(b, 2);
 	kheo_buf_put_str(b, n1, strlen(n1));
@@ -583,6 +586,18 @@ static void refuses_bad_field_name(void **state)
 	}
 }
 
+static void refuses_bad_table_name(void **state)
+{
+	kheo_buf b = { 0 };
+
+	(void)state;
+	header(&b, 1);
+	delete_op(&b, 1);
+	b.p[b.len - 22] = 'M'; /* "model" -> "Model" */
+	expect(&b, KHEO_EPROTO, KHEO_R_BAD_NAME);
+	kheo_buf_free(&b);
+}
+
 static void refuses_bad_unit(void **state)
 {
 	static const char *const bad[] = { "Dak-Nong", "dak nong", "a//b",
@@ -638,6 +653,7 @@ static void refuses_counts_above_caps(void **state)
 	header(&b, 1);
 	kheo_buf_put_u8(&b, KHEO_OP_PUT);
 	kheo_buf_put_varint(&b, 0);
+	kheo_buf_put_str(&b, "model", 5);
 	kheo_buf_put(&b, "0123456789abcdef", 16);
 	kheo_buf_put_varint(&b, KHEO_OP_FIELDS_MAX + 1);
 	expect(&b, KHEO_ELIMIT, KHEO_R_TOO_MANY);
@@ -646,6 +662,7 @@ static void refuses_counts_above_caps(void **state)
 	header(&b, 1);
 	kheo_buf_put_u8(&b, KHEO_OP_DELETE);
 	kheo_buf_put_varint(&b, 0);
+	kheo_buf_put_str(&b, "model", 5);
 	kheo_buf_put(&b, "0123456789abcdef", 16);
 	kheo_buf_put_varint(&b, KHEO_OP_PRED_MAX + 1);
 	expect(&b, KHEO_ELIMIT, KHEO_R_TOO_MANY);
@@ -702,6 +719,7 @@ static void refuses_bad_clocks(void **state)
 	header(&b, 1);
 	kheo_buf_put_u8(&b, KHEO_OP_DELETE);
 	kheo_buf_put_varint(&b, 0);
+	kheo_buf_put_str(&b, "model", 5);
 	kheo_buf_put(&b, "0123456789abcdef", 16);
 	kheo_buf_put_varint(&b, 1);
 	kheo_buf_put_varint(&b, 0);
@@ -734,6 +752,7 @@ static void pred_changeset(kheo_buf *b, const uint8_t *keyfills,
 	kheo_buf_put_varint(b, 1);
 	kheo_buf_put_u8(b, KHEO_OP_DELETE);
 	kheo_buf_put_varint(b, 0);
+	kheo_buf_put_str(b, "model", 5);
 	kheo_buf_put(b, "0123456789abcdef", 16);
 	kheo_buf_put_varint(b, npred);
 	for (i = 0; i < npred; i++) {
@@ -898,6 +917,7 @@ int main(void)
 		cmocka_unit_test(refuses_invalid_utf8),
 		cmocka_unit_test(accepts_nfd_and_nfc_text_as_bytes),
 		cmocka_unit_test(refuses_bad_field_name),
+		cmocka_unit_test(refuses_bad_table_name),
 		cmocka_unit_test(refuses_bad_unit),
 		cmocka_unit_test(refuses_non_finite_real),
 		cmocka_unit_test(refuses_counts_above_caps),

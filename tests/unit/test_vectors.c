@@ -162,7 +162,7 @@ static void compressed_frame_decodes_to_the_sample(void **state)
 /*
  * docs/protocol.md, "A worked example": one author (seed 01), unit
  * "dak-nong", schema 1, first of its chain, one op: set field "status" of
- * record 00..0f to text "review", clock 0x0001_0000 (1 ms, counter 0),
+ * record 00..0f of table "model" to text "review", clock 0x0001_0000 (1 ms, counter 0),
  * superseding op (clock 0x8000, key seed 02).
  */
 static void minimal_changeset_matches_the_spec(void **state)
@@ -183,6 +183,7 @@ static void minimal_changeset_matches_the_spec(void **state)
 		0x01,                   /* one op */
 		0x02,                   /* kind: set */
 		0x00,                   /* clock delta 0: at clock_min */
+		0x05, 'm', 'o', 'd', 'e', 'l', /* table "model" */
 		0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
 		0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, /* record */
 		0x06, 's', 't', 'a', 't', 'u', 's', /* field name */
@@ -194,7 +195,8 @@ static void minimal_changeset_matches_the_spec(void **state)
 	kheo_buf spec = { 0 }, enc = { 0 };
 	test_key a, b;
 	kheo_changeset *cs;
-	kheo_op op = { .kind = KHEO_OP_SET, .clock = 0x10000 };
+	kheo_op op = { .kind = KHEO_OP_SET, .clock = 0x10000,
+		.table = "model" };
 	kheo_field f = { "status", { .type = KHEO_VAL_TEXT,
 		.p = (const uint8_t *)"review", .len = 6 } };
 	kheo_opid pred;
