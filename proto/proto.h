@@ -150,29 +150,10 @@ size_t kheo_varint_encode(uint8_t out[10], uint64_t v);
 
 /* ------------------------------------------------------------------ values */
 
-typedef enum kheo_value_type {
-	KHEO_VAL_NULL = 0,
-	KHEO_VAL_INT = 1,
-	KHEO_VAL_REAL = 2,
-	KHEO_VAL_TEXT = 3,
-	KHEO_VAL_BYTES = 4,
-	KHEO_VAL_BOOL = 5,
-	KHEO_VAL_HASH = 6,
-} kheo_value_type;
+/* kheo_value, a typed value, is public: see kheo.h. */
 
-/*
- * A typed value.  TEXT points to `len` bytes of UTF-8 (NUL-terminated when
- * it comes from the decoder), BYTES to `len` bytes, HASH to 32 bytes.
- * Pointers are borrowed from whoever built the value.
- */
-typedef struct kheo_value {
-	kheo_value_type type;
-	int64_t i;          /* INT */
-	double r;           /* REAL */
-	int b;              /* BOOL: 0 or 1 */
-	const uint8_t *p;   /* TEXT, BYTES, HASH */
-	size_t len;         /* TEXT, BYTES; 32 for HASH */
-} kheo_value;
+/* Append a value's canonical bytes (docs/protocol.md section 3). */
+int kheo_value_encode(kheo_buf *b, const kheo_value *v);
 
 /* Is [p, p+n) valid UTF-8 without NUL?  1 or 0. */
 int kheo_utf8_valid(const uint8_t *p, size_t n);

@@ -268,3 +268,8 @@ int kheo__value_read(kheo_reader *r, kheo_value *v, const char *what)
 	return kheo__refuse(r->why, KHEO_R_BAD_ENUM, start,
 		"%s: value tag %u unknown", what, tag);
 }
+
+int kheo_value_encode(kheo_buf *b, const kheo_value *v)
+{
+	return kheo__value_put(b, v, NULL, "value");
+}

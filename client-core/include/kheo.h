@@ -71,6 +71,244 @@ KHEO_EXTERN int kheo_version_number(void);
 /* A short English name for an error code ("KHEO_EPROTO"); static storage. */
 KHEO_EXTERN const char *kheo_error_name(int code);
 
+/* ------------------------------------------------------------------ values */
+
+typedef enum kheo_value_type {
+	KHEO_VAL_NULL = 0,
+	KHEO_VAL_INT = 1,
+	KHEO_VAL_REAL = 2,
+	KHEO_VAL_TEXT = 3,
+	KHEO_VAL_BYTES = 4,
+	KHEO_VAL_BOOL = 5,
+	KHEO_VAL_HASH = 6,
+} kheo_value_type;
+
+/*
+ * A typed value.  TEXT points to `len` bytes of UTF-8 (NUL-terminated when
+ * it comes from the decoder), BYTES to `len` bytes, HASH to 32 bytes.
+ * Pointers are borrowed from whoever built the value.
+ */
+typedef struct kheo_value {
+	kheo_value_type type;
+	int64_t i;          /* INT */
+	double r;           /* REAL */
+	int b;              /* BOOL: 0 or 1 */
+	const uint8_t *p;   /* TEXT, BYTES, HASH */
+	size_t len;         /* TEXT, BYTES; 32 for HASH */
+} kheo_value;
+
+/* ------------------------------------------------------------- the store */
+
+/*
+ * A node's data directory: one SQLite database (kheo.db) and the node's
+ * secret key (node.key, mode 0600, never copied: a restored or reinstalled
+ * node gets a new key).  A kheo_db is not thread-safe: one per thread.
+ */
+typedef struct kheo_db kheo_db;
+
+typedef enum kheo_node_role {
+	KHEO_NODE_DEVICE = 1,
+	KHEO_NODE_HUB = 2,
+	KHEO_NODE_PROVINCE = 3,
+} kheo_node_role;
+
+/* Log levels handed to the application's log callback. */
+enum { KHEO_LOG_DEBUG = 0, KHEO_LOG_INFO = 1, KHEO_LOG_WARN = 2 };
+
+typedef struct kheo_open_options {
+	unsigned int version;
+	/* Wall clock in ms since the epoch; NULL for the system clock.
+	 * Tests and simulations set it. */
+	int64_t (*now_ms)(void *payload);
+	void *now_payload;
+	/* Messages for people; the library never prints.  May be NULL. */
+	void (*log)(int level, const char *msg, void *payload);
+	void *log_payload;
+} kheo_open_options;
+
+#define KHEO_OPEN_OPTIONS_VERSION 1
+#define KHEO_OPEN_OPTIONS_INIT { KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL }
+
+typedef struct kheo_init_options {
+	unsigned int version;
+	kheo_node_role role;
+	const char *unit;        /* the node's unit, e.g. "dak-nong/cu-jut" */
+	const char *schema_json; /* NULL: the built-in dvk v1 schema */
+	size_t schema_len;
+} kheo_init_options;
+
+#define KHEO_INIT_OPTIONS_VERSION 1
+#define KHEO_INIT_OPTIONS_INIT { KHEO_INIT_OPTIONS_VERSION, KHEO_NODE_DEVICE, NULL, NULL, 0 }
+
+/*
+ * Create a node in `dir` (created if missing; refused with KHEO_EEXISTS if
+ * it already holds a node) and open it.  As with sqlite3_open, *out is set
+ * even on failure when memory allows, so that kheo_errmsg can say why; the
+ * caller closes it either way.
+ */
+KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
+	const kheo_init_options *init, const kheo_open_options *opts);
+
+/* Open an existing node.  *out as for kheo_db_init. */
+KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
+	const kheo_open_options *opts);
+
+/* Close, finishing nothing: unsealed edits are already durable. NULL ok. */
+KHEO_EXTERN void kheo_db_close(kheo_db *db);
+
+/* The message of the last error on this handle; borrowed until the next
+ * call on it.  "" when the last call succeeded. */
+KHEO_EXTERN const char *kheo_errmsg(const kheo_db *db);
+
+/* ------------------------------------------------------------ local edits */
+
+#define KHEO_RECORD_HEX 32 /* a record id in hex */
+#define KHEO_KEY_HEX 64    /* a node id (public key) in hex */
+
+/* One assignment, as a person types it: FIELD=VALUE, FIELD+=MEMBER,
+ * FIELD-=MEMBER.  Values are text, parsed by the field's schema type. */
+typedef enum kheo_assign_op {
+	KHEO_ASSIGN_SET = '=',
+	KHEO_ASSIGN_ADD = '+',
+	KHEO_ASSIGN_REMOVE = '-',
+} kheo_assign_op;
+
+typedef struct kheo_assign {
+	const char *field;
+	kheo_assign_op op;
+	const char *value;
+} kheo_assign;
+
+/*
+ * Create a record.  Every value is checked against the schema (type, enum,
+ * range, required fields, NFC) and refused with KHEO_EINVAL and a message
+ * naming table, field and value, leaving the store unchanged.  The edit is
+ * durable when the call returns and visible at once; it is sealed into a
+ * signed changeset at the next kheo_commit, bundle or sync.  `id` may be
+ * NULL (a random id is made) or 32 hex digits; id_out (may be NULL)
+ * receives the id, NUL-terminated.
+ */
+KHEO_EXTERN int kheo_put(kheo_db *db, char id_out[KHEO_RECORD_HEX + 1],
+	const char *table, const char *id, const kheo_assign *fields,
+	size_t nfields);
+
+/* Change fields and set members of an existing record, atomically. */
+KHEO_EXTERN int kheo_set(kheo_db *db, const char *table, const char *id,
+	const kheo_assign *fields, size_t nfields);
+
+/* Delete a record (soft: an undelete is kheo_set of _deleted=false). */
+KHEO_EXTERN int kheo_delete(kheo_db *db, const char *table, const char *id);
+
+/* Seal pending edits into signed changesets, one per unit.  *sealed (may
+ * be NULL) receives how many were made. */
+KHEO_EXTERN int kheo_commit(kheo_db *db, size_t *sealed);
+
+/* ------------------------------------------------------------- receiving */
+
+typedef struct kheo_apply_stats {
+	size_t applied;    /* joined the merge */
+	size_t held;       /* stored, waiting for what they lack */
+	size_t rejected;   /* in quarantine with their reason */
+	size_t duplicate;  /* already here */
+	size_t released;   /* held ones applied because of these */
+	size_t ops;        /* ops merged */
+} kheo_apply_stats;
+
+/*
+ * Receive encoded changesets (frames) in any order, with duplicates and
+ * gaps: each is verified, stored and applied, held or rejected as
+ * DESIGN.md's Receipt section says.  Stats add up into *st (may be NULL).
+ * Returns KHEO_OK even when some were rejected (st says how many); an error
+ * only when the store itself failed.
+ */
+KHEO_EXTERN int kheo_apply(kheo_db *db, const uint8_t *const *frames,
+	const size_t *lens, size_t n, kheo_apply_stats *st);
+
+/* ------------------------------------------------------------------ reads */
+
+/*
+ * Reads return JSON text that the caller frees with kheo_free.  Records
+ * carry "id", "_unit", "_deleted" and their fields by schema name; fields
+ * in conflict list their competing values under "_conflicts".
+ */
+KHEO_EXTERN void kheo_free(void *p);
+
+/* One record (deleted ones too); KHEO_ENOTFOUND if there is none. */
+KHEO_EXTERN int kheo_get_json(kheo_db *db, char **out, const char *table,
+	const char *id);
+
+/* Live records of a table, where every `where` FIELD=VALUE holds (text
+ * comparison after the field's parsing). Sorted by id. */
+KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
+	const kheo_assign *where, size_t nwhere);
+
+/* Changesets this node holds, newest first, with their state. */
+KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out);
+
+/* Fields with more than one surviving value, and edits concurrent with a
+ * delete. */
+KHEO_EXTERN int kheo_conflicts_json(kheo_db *db, char **out);
+
+/* Rejected changesets with their reasons. */
+KHEO_EXTERN int kheo_quarantine_json(kheo_db *db, char **out);
+
+/* The node: key, role, unit, schema, pending edits, counts. */
+KHEO_EXTERN int kheo_id_json(kheo_db *db, char **out);
+
+/*
+ * BLAKE2b-256 of the canonical state under `prefix` (NULL: the node's
+ * unit), as DESIGN.md's digest contract defines it.
+ */
+KHEO_EXTERN int kheo_digest(kheo_db *db, uint8_t out[32], const char *prefix);
+
+/*
+ * Re-verify every stored changeset (signature, chain) and rebuild the state
+ * from them in a scratch store; KHEO_ECORRUPT, with the first difference
+ * in kheo_errmsg, when anything disagrees.
+ */
+KHEO_EXTERN int kheo_verify(kheo_db *db);
+
+/* ---------------------------------------------------------------- bundles */
+
+typedef struct kheo_bundle_stats {
+	size_t changesets;  /* written, or read */
+	size_t bytes;       /* file size */
+	kheo_apply_stats apply;
+} kheo_bundle_stats;
+
+/*
+ * Write a bundle (the sneakernet path: a file carried on an SD card) with
+ * the changesets the receiver may lack: with for_node (hex key or a unique
+ * prefix of 8+ digits) what this node knows that node holds is left out;
+ * with NULL, everything.  Pending edits are sealed first.
+ */
+KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
+	const char *for_node, kheo_bundle_stats *st);
+
+/*
+ * Read a bundle.  When the file cannot be read as a whole (truncated,
+ * corrupt, unknown version, bad sender signature) nothing is applied and
+ * KHEO_EPROTO (or KHEO_EUNSUPPORTED) is returned; otherwise each changeset
+ * is applied, held or rejected as by kheo_apply.
+ */
+KHEO_EXTERN int kheo_bundle_apply(kheo_db *db, const char *path,
+	kheo_bundle_stats *st);
+
+/* ----------------------------------------------------------------- import */
+
+typedef struct kheo_import_stats {
+	size_t lines, puts, sets, deletes, skipped;
+} kheo_import_stats;
+
+/*
+ * Import the op lines of a ../shared/bench trace (JSON lines: put, set,
+ * del; topology, sync and end lines are skipped) as local edits of this
+ * node, committed in batches; `updated_by` is dropped (the signature says
+ * who).  A refused line stops the import with its line number.
+ */
+KHEO_EXTERN int kheo_import_jsonl(kheo_db *db, const char *path,
+	kheo_import_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

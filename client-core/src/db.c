@@ -1,0 +1,869 @@
+/*
+ * db.c - a node's data directory: creating and opening it, the SQLite
+ * store's tables, the node key file, errors and cached statements.
+ *
+ * The store (one SQLite database, WAL, synchronous=FULL so that an edit is
+ * durable when its call returns) holds:
+ *   kheo_meta        node facts: key, role, unit, install id, schema, clock
+ *   kheo_cs          every changeset held (own and received), applied or
+ *                    held, with its frame as received
+ *   kheo_quarantine  rejected input, with the reason, never dropped
+ *   kheo_flag        keys flagged (equivocation)
+ *   kheo_record      each record's table and unit, fixed by its put
+ *   kheo_op, kheo_pred, kheo_seen   the merge's input: op values, and the
+ *                    op ids superseded (or seen by a delete)
+ *   kheo_pending     local edits not yet sealed into a changeset
+ *   kheo_peer_head   what this node knows other nodes hold
+ * and one plain table per schema table (the materialised state).
+ *
+ * The secret key is not in the database: it lives in node.key (0600) with
+ * the install id, so that a database restored from a backup, or copied to
+ * another machine, cannot sign and fork its author's chains.
+ */
+#include "internal.h"
+#include "alloc.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DB_FORMAT 1
+#define KEY_FILE "node.key"
+#define DB_FILE "kheo.db"
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_META_GET] = "SELECT v FROM kheo_meta WHERE k = ?1",
+	[ST_META_SET] = "INSERT OR REPLACE INTO kheo_meta(k, v) VALUES(?1, ?2)",
+	[ST_CS_BY_ID] = "SELECT n, state FROM kheo_cs WHERE id = ?1",
+	[ST_CS_INSERT] =
+		"INSERT INTO kheo_cs(id, author, unit, useq, prev, clock_min,"
+		" clock_max, nops, state, why, received, applied, frame)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[ST_CS_CHAIN] =
+		"SELECT n, state, clock_max FROM kheo_cs WHERE author = ?1 AND"
+		" unit = ?2 AND useq = ?3 AND id = ?4",
+	[ST_CS_SAME_USEQ] =
+		"SELECT id FROM kheo_cs WHERE author = ?1 AND unit = ?2 AND"
+		" useq = ?3 AND id != ?4 LIMIT 1",
+	[ST_CS_SET_APPLIED] =
+		"UPDATE kheo_cs SET state = 0, why = NULL, applied = ?2"
+		" WHERE n = ?1",
+	[ST_CS_HELD_NEXT] =
+		"SELECT n, frame FROM kheo_cs WHERE state = 1 AND author = ?1"
+		" AND unit = ?2 AND useq = ?3 AND prev = ?4",
+	[ST_CS_MAX_USEQ] =
+		"SELECT useq, id FROM kheo_cs WHERE author = ?1 AND unit = ?2"
+		" ORDER BY useq DESC, id LIMIT 1",
+	[ST_QUARANTINE_INSERT] =
+		"INSERT INTO kheo_quarantine(id, author, unit, useq, reason,"
+		" detail, received, frame) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[ST_QUARANTINE_BY_ID] = "SELECT 1 FROM kheo_quarantine WHERE id = ?1",
+	[ST_FLAG_INSERT] =
+		"INSERT OR IGNORE INTO kheo_flag(author, kind, detail, at)"
+		" VALUES(?1, ?2, ?3, ?4)",
+	[ST_RECORD_GET] =
+		"SELECT tbl, unit, clock, author FROM kheo_record WHERE rid = ?1",
+	[ST_RECORD_PUT] =
+		"INSERT OR REPLACE INTO kheo_record(rid, tbl, unit, clock,"
+		" author, pending) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_OP_INSERT] =
+		"INSERT OR IGNORE INTO kheo_op(rid, field, clock, author, cs,"
+		" tbl, kind, unit, vtype, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
+		" ?7, ?8, ?9, ?10)",
+	[ST_PRED_INSERT] =
+		"INSERT OR IGNORE INTO kheo_pred(rid, field, clock, author,"
+		" pending) VALUES(?1, ?2, ?3, ?4, ?5)",
+	[ST_SEEN_INSERT] =
+		"INSERT OR IGNORE INTO kheo_seen(rid, clock, author, pending)"
+		" VALUES(?1, ?2, ?3, ?4)",
+	[ST_LIVE_OPS] =
+		"SELECT field, kind, vtype, value, clock, author, unit"
+		" FROM kheo_op o WHERE rid = ?1 AND NOT EXISTS (SELECT 1 FROM"
+		" kheo_pred p WHERE p.rid = o.rid AND p.field = o.field AND"
+		" p.clock = o.clock AND p.author = o.author)"
+		" ORDER BY field, clock DESC, author DESC, cs DESC",
+	[ST_DIRTY_ADD] =
+		"INSERT OR IGNORE INTO temp.kheo_dirty(rid) VALUES(?1)",
+	[ST_PENDING_INSERT] =
+		"INSERT INTO kheo_pending(unit, op) VALUES(?1, ?2)",
+};
+
+static const char store_sql[] =
+	"CREATE TABLE kheo_meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+	"CREATE TABLE kheo_cs("
+	" n INTEGER PRIMARY KEY,"
+	" id BLOB NOT NULL UNIQUE,"
+	" author BLOB NOT NULL,"
+	" unit TEXT NOT NULL,"
+	" useq INTEGER NOT NULL,"
+	" prev BLOB,"
+	" clock_min INTEGER NOT NULL,"
+	" clock_max INTEGER NOT NULL,"
+	" nops INTEGER NOT NULL,"
+	" state INTEGER NOT NULL,"      /* 0 applied, 1 held */
+	" why TEXT,"                     /* held: what it waits for */
+	" received INTEGER NOT NULL,"    /* wall ms */
+	" applied INTEGER,"              /* wall ms */
+	" frame BLOB NOT NULL);"
+	"CREATE INDEX kheo_cs_chain ON kheo_cs(author, unit, useq);"
+	"CREATE INDEX kheo_cs_held ON kheo_cs(state) WHERE state = 1;"
+	"CREATE TABLE kheo_quarantine("
+	" n INTEGER PRIMARY KEY,"
+	" id BLOB, author BLOB, unit TEXT, useq INTEGER,"
+	" reason TEXT NOT NULL, detail TEXT NOT NULL,"
+	" received INTEGER NOT NULL, frame BLOB NOT NULL);"
+	"CREATE INDEX kheo_quarantine_id ON kheo_quarantine(id);"
+	"CREATE TABLE kheo_flag(author BLOB NOT NULL, kind TEXT NOT NULL,"
+	" detail TEXT, at INTEGER, PRIMARY KEY(author, kind)) WITHOUT ROWID;"
+	"CREATE TABLE kheo_record(rid BLOB PRIMARY KEY, tbl TEXT NOT NULL,"
+	" unit TEXT NOT NULL, clock INTEGER NOT NULL, author BLOB NOT NULL,"
+	" pending INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX kheo_record_unit ON kheo_record(unit);"
+	"CREATE TABLE kheo_op(rid BLOB NOT NULL, field TEXT NOT NULL,"
+	" clock INTEGER NOT NULL, author BLOB NOT NULL, cs INTEGER NOT NULL,"
+	" tbl TEXT NOT NULL, kind INTEGER NOT NULL, unit TEXT NOT NULL,"
+	" vtype INTEGER NOT NULL, value,"
+	" PRIMARY KEY(rid, field, clock, author, cs)) WITHOUT ROWID;"
+	"CREATE TABLE kheo_pred(rid BLOB NOT NULL, field TEXT NOT NULL,"
+	" clock INTEGER NOT NULL, author BLOB NOT NULL, pending INTEGER NOT NULL,"
+	" PRIMARY KEY(rid, field, clock, author, pending)) WITHOUT ROWID;"
+	"CREATE TABLE kheo_seen(rid BLOB NOT NULL, clock INTEGER NOT NULL,"
+	" author BLOB NOT NULL, pending INTEGER NOT NULL,"
+	" PRIMARY KEY(rid, clock, author, pending)) WITHOUT ROWID;"
+	"CREATE TABLE kheo_pending(n INTEGER PRIMARY KEY, unit TEXT NOT NULL,"
+	" op BLOB NOT NULL);"
+	"CREATE TABLE kheo_peer_head(peer BLOB NOT NULL, author BLOB NOT NULL,"
+	" unit TEXT NOT NULL, useq INTEGER NOT NULL, id BLOB NOT NULL,"
+	" PRIMARY KEY(peer, author, unit)) WITHOUT ROWID;";
+
+/* ---------------------------------------------------------------- errors */
+
+int kheo__error(kheo_db *db, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(db->errmsg, sizeof(db->errmsg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int kheo__sqlerr(kheo_db *db, int rc, const char *what)
+{
+	int code;
+
+	switch (rc & 0xff) {
+	case SQLITE_NOMEM:
+		code = KHEO_ENOMEM;
+		break;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		code = KHEO_ECORRUPT;
+		break;
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+		code = KHEO_EIO;
+		break;
+	case SQLITE_CONSTRAINT:
+		code = KHEO_EEXISTS;
+		break;
+	default:
+		code = KHEO_ERROR;
+	}
+	return kheo__error(db, code, "%s: %s", what,
+		db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc));
+}
+
+void kheo__clear(kheo_db *db)
+{
+	db->errmsg[0] = '\0';
+}
+
+KHEO_EXTERN const char *kheo_errmsg(const kheo_db *db)
+{
+	return db ? db->errmsg : "out of memory";
+}
+
+KHEO_EXTERN void kheo_free(void *p)
+{
+	kheo__free(p);
+}
+
+int64_t kheo__now_ms(const kheo_db *db)
+{
+	struct timespec ts;
+
+	if (db->opts.now_ms)
+		return db->opts.now_ms(db->opts.now_payload);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kheo__log(kheo_db *db, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!db->opts.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	db->opts.log(level, msg, db->opts.log_payload);
+}
+
+/* ------------------------------------------------------------ statements */
+
+sqlite3_stmt *kheo__stmt(kheo_db *db, kheo_stmt_id id)
+{
+	sqlite3_stmt *st = db->stmt[id];
+
+	if (!st) {
+		int rc = sqlite3_prepare_v3(db->sql, stmt_sql[id], -1,
+			SQLITE_PREPARE_PERSISTENT, &db->stmt[id], NULL);
+
+		if (rc != SQLITE_OK) {
+			kheo__sqlerr(db, rc, "prepare");
+			return NULL;
+		}
+		return db->stmt[id];
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+int kheo__exec(kheo_db *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db->sql, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		int code = kheo__sqlerr(db, rc, "sql");
+
+		if (msg)
+			kheo__error(db, code, "sql: %s", msg);
+		sqlite3_free(msg);
+		return code;
+	}
+	return KHEO_OK;
+}
+
+int kheo__step_done(kheo_db *db, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return kheo__sqlerr(db, rc, what);
+	sqlite3_reset(st);
+	return KHEO_OK;
+}
+
+int kheo__begin(kheo_db *db)
+{
+	int err;
+
+	assert(!db->in_tx);
+	if ((err = kheo__exec(db, "BEGIN IMMEDIATE")) < 0)
+		return err;
+	db->in_tx = 1;
+	return KHEO_OK;
+}
+
+int kheo__commit_tx(kheo_db *db)
+{
+	int err;
+
+	if ((err = kheo__clock_save(db)) < 0)
+		return err;
+	if ((err = kheo__exec(db, "COMMIT")) < 0)
+		return err;
+	db->in_tx = 0;
+	return KHEO_OK;
+}
+
+void kheo__rollback(kheo_db *db)
+{
+	if (db->in_tx) {
+		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+		db->in_tx = 0;
+	}
+}
+
+/* ------------------------------------------------------------------ meta */
+
+int kheo__meta_get_text(kheo_db *db, const char *k, char *out, size_t n)
+{
+	sqlite3_stmt *st = kheo__stmt(db, ST_META_GET);
+	int rc;
+
+	if (!st)
+		return KHEO_ERROR;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+		sqlite3_reset(st);
+		return KHEO_OK;
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return kheo__error(db, KHEO_ENOTFOUND, "no %s in kheo_meta", k);
+	return kheo__sqlerr(db, rc, "meta");
+}
+
+int kheo__meta_get_int(kheo_db *db, const char *k, int64_t *out)
+{
+	sqlite3_stmt *st = kheo__stmt(db, ST_META_GET);
+	int rc;
+
+	if (!st)
+		return KHEO_ERROR;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		return KHEO_OK;
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return kheo__error(db, KHEO_ENOTFOUND, "no %s in kheo_meta", k);
+	return kheo__sqlerr(db, rc, "meta");
+}
+
+int kheo__meta_set_text(kheo_db *db, const char *k, const char *v)
+{
+	sqlite3_stmt *st = kheo__stmt(db, ST_META_SET);
+
+	if (!st)
+		return KHEO_ERROR;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+	return kheo__step_done(db, st, "meta");
+}
+
+int kheo__meta_set_int(kheo_db *db, const char *k, int64_t v)
+{
+	sqlite3_stmt *st = kheo__stmt(db, ST_META_SET);
+
+	if (!st)
+		return KHEO_ERROR;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, v);
+	return kheo__step_done(db, st, "meta");
+}
+
+/* ----------------------------------------------------------- state tables */
+
+static const char *column_type(const kheo_sfield *f)
+{
+	if (f->is_set)
+		return "TEXT"; /* a JSON array of members */
+	switch (f->type) {
+	case KHEO_F_INT:
+	case KHEO_F_BOOL:
+		return "INTEGER";
+	case KHEO_F_REAL:
+		return "REAL";
+	default:
+		return "TEXT";
+	}
+}
+
+/* Names the materialised tables reserve for themselves. */
+static int reserved_column(const char *name)
+{
+	return strcmp(name, "id") == 0 || strcmp(name, "_unit") == 0 ||
+	       strcmp(name, "_deleted") == 0 ||
+	       strcmp(name, "_conflicts") == 0;
+}
+
+int kheo__store_create(kheo_db *db)
+{
+	kheo_buf sql = { 0 };
+	size_t i, j;
+	int err;
+
+	if ((err = kheo__exec(db, store_sql)) < 0)
+		return err;
+	for (i = 0; i < db->schema->ntables; i++) {
+		const kheo_stable *t = &db->schema->tables[i];
+		char line[256];
+
+		if (strncmp(t->name, "kheo_", 5) == 0 ||
+		    strncmp(t->name, "sqlite_", 7) == 0)
+			return kheo__error(db, KHEO_EINVAL,
+				"schema table %s: the prefixes kheo_ and "
+				"sqlite_ are reserved", t->name);
+		kheo_buf_reset(&sql);
+		snprintf(line, sizeof(line),
+			"CREATE TABLE \"%s\"(id TEXT PRIMARY KEY, _unit TEXT "
+			"NOT NULL, _deleted INTEGER NOT NULL DEFAULT 0, "
+			"_conflicts INTEGER NOT NULL DEFAULT 0", t->name);
+		kheo_buf_put(&sql, line, strlen(line));
+		for (j = 0; j < t->nfields; j++) {
+			if (reserved_column(t->fields[j].name)) {
+				kheo_buf_free(&sql);
+				return kheo__error(db, KHEO_EINVAL,
+					"schema field %s.%s: the name is "
+					"reserved", t->name, t->fields[j].name);
+			}
+			snprintf(line, sizeof(line), ", \"%s\" %s",
+				t->fields[j].name, column_type(&t->fields[j]));
+			kheo_buf_put(&sql, line, strlen(line));
+		}
+		snprintf(line, sizeof(line),
+			");CREATE INDEX \"%s_unit\" ON \"%s\"(_unit);",
+			t->name, t->name);
+		kheo_buf_put(&sql, line, strlen(line) + 1);
+		if (sql.oom) {
+			kheo_buf_free(&sql);
+			return KHEO_ENOMEM;
+		}
+		if ((err = kheo__exec(db, (const char *)sql.p)) < 0)
+			break;
+	}
+	kheo_buf_free(&sql);
+	return err;
+}
+
+int kheo__prepare_upserts(kheo_db *db)
+{
+	kheo_buf sql = { 0 };
+	size_t i, j;
+	int rc;
+
+	db->upsert = kheo__calloc(db->schema->ntables, sizeof(*db->upsert));
+	if (!db->upsert)
+		return KHEO_ENOMEM;
+	for (i = 0; i < db->schema->ntables; i++) {
+		const kheo_stable *t = &db->schema->tables[i];
+		char part[128];
+
+		kheo_buf_reset(&sql);
+		snprintf(part, sizeof(part),
+			"INSERT OR REPLACE INTO \"%s\"(id, _unit, _deleted, "
+			"_conflicts", t->name);
+		kheo_buf_put(&sql, part, strlen(part));
+		for (j = 0; j < t->nfields; j++) {
+			snprintf(part, sizeof(part), ", \"%s\"",
+				t->fields[j].name);
+			kheo_buf_put(&sql, part, strlen(part));
+		}
+		kheo_buf_put(&sql, ") VALUES(?, ?, ?, ?", 19);
+		for (j = 0; j < t->nfields; j++)
+			kheo_buf_put(&sql, ", ?", 3);
+		kheo_buf_put(&sql, ")", 2);
+		if (sql.oom) {
+			kheo_buf_free(&sql);
+			return KHEO_ENOMEM;
+		}
+		rc = sqlite3_prepare_v3(db->sql, (const char *)sql.p, -1,
+			SQLITE_PREPARE_PERSISTENT, &db->upsert[i], NULL);
+		if (rc != SQLITE_OK) {
+			kheo_buf_free(&sql);
+			return kheo__sqlerr(db, rc, "prepare upsert");
+		}
+	}
+	kheo_buf_free(&sql);
+	return KHEO_OK;
+}
+
+/* ------------------------------------------------------------- key file */
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = kheo__malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* Write node.key: created exclusively, 0600, synced before we go on. */
+static int key_write(kheo_db *db, const uint8_t *sk,
+	const uint8_t install[16])
+{
+	char hex_sk[2 * KHEO_SECRET_SIZE + 1], hex_install[33], text[256];
+	char *path = path_join(db->dir, KEY_FILE);
+	int fd, n, err = KHEO_OK;
+
+	if (!path)
+		return KHEO_ENOMEM;
+	kheo_hex(hex_sk, sk, KHEO_SECRET_SIZE);
+	kheo_hex(hex_install, install, 16);
+	n = snprintf(text, sizeof(text),
+		"kheo-node-key 1\nsecret %s\ninstall %s\n", hex_sk,
+		hex_install);
+	sodium_memzero(hex_sk, sizeof(hex_sk));
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0)
+		err = kheo__error(db, KHEO_EIO, "%s: %s", path,
+			strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	sodium_memzero(text, sizeof(text));
+	kheo__free(path);
+	return err;
+}
+
+/*
+ * Load node.key if it belongs to this database.  A missing or foreign key
+ * file is not an error for opening (the data can still be read), but the
+ * node may not sign: db->sk stays NULL and sign_refusal says why.
+ */
+static void key_load(kheo_db *db, const char *install_hex)
+{
+	char *path = path_join(db->dir, KEY_FILE);
+	char text[512], sk_hex[2 * KHEO_SECRET_SIZE + 1], inst[64];
+	uint8_t pk[KHEO_KEY_SIZE];
+	FILE *f;
+	size_t n;
+
+	if (!path)
+		return;
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(db->sign_refusal, sizeof(db->sign_refusal),
+			"%s missing: this node cannot sign (a restored node "
+			"needs a new key)", path);
+		kheo__free(path);
+		return;
+	}
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	if (sscanf(text, "kheo-node-key 1\nsecret %128s\ninstall %63s",
+		    sk_hex, inst) != 2 ||
+	    !(db->sk = sodium_malloc(KHEO_SECRET_SIZE)) ||
+	    kheo_unhex(db->sk, KHEO_SECRET_SIZE, sk_hex, strlen(sk_hex)) < 0) {
+		snprintf(db->sign_refusal, sizeof(db->sign_refusal),
+			"%s is damaged: this node cannot sign", path);
+		goto refuse;
+	}
+	crypto_sign_ed25519_sk_to_pk(pk, db->sk);
+	if (memcmp(pk, db->pk, KHEO_KEY_SIZE) != 0 ||
+	    strcmp(inst, install_hex) != 0) {
+		snprintf(db->sign_refusal, sizeof(db->sign_refusal),
+			"this database was restored or copied (its install "
+			"id differs from %s): it will not sign, so that its "
+			"author's chains cannot fork; re-key the node", path);
+		goto refuse;
+	}
+	sodium_memzero(sk_hex, sizeof(sk_hex));
+	sodium_memzero(text, sizeof(text));
+	kheo__free(path);
+	return;
+refuse:
+	if (db->sk)
+		sodium_free(db->sk);
+	db->sk = NULL;
+	sodium_memzero(sk_hex, sizeof(sk_hex));
+	sodium_memzero(text, sizeof(text));
+	kheo__free(path);
+}
+
+/* ------------------------------------------------------------ open/close */
+
+static int handle_new(kheo_db **out, const char *dir,
+	const kheo_open_options *opts)
+{
+	kheo_db *db;
+
+	*out = NULL;
+	if (sodium_init() < 0)
+		return KHEO_ERROR;
+	if (!(db = kheo__calloc(1, sizeof(*db))))
+		return KHEO_ENOMEM;
+	*out = db;
+	if (opts) {
+		if (opts->version != KHEO_OPEN_OPTIONS_VERSION)
+			return kheo__error(db, KHEO_EINVAL,
+				"open options version %u unknown",
+				opts->version);
+		db->opts = *opts;
+	} else {
+		db->opts = (kheo_open_options)KHEO_OPEN_OPTIONS_INIT;
+	}
+	if (!(db->dir = kheo__malloc(strlen(dir) + 1)))
+		return KHEO_ENOMEM;
+	strcpy(db->dir, dir);
+	if (kheo_codec_new(&db->codec, 3) < 0)
+		return KHEO_ENOMEM;
+	return KHEO_OK;
+}
+
+static int sql_open(kheo_db *db, int create)
+{
+	char *path = path_join(db->dir, DB_FILE);
+	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc, err;
+
+	if (!path)
+		return KHEO_ENOMEM;
+	rc = sqlite3_open_v2(path, &db->sql, flags | SQLITE_OPEN_NOMUTEX,
+		NULL);
+	if (rc != SQLITE_OK) {
+		err = kheo__error(db, rc == SQLITE_CANTOPEN ? KHEO_ENOTFOUND
+							     : KHEO_EIO,
+			"%s: %s", path, sqlite3_errstr(rc));
+		kheo__free(path);
+		return err;
+	}
+	kheo__free(path);
+	sqlite3_busy_timeout(db->sql, 10000);
+	sqlite3_extended_result_codes(db->sql, 1);
+	/* WAL for concurrent readers; FULL so an edit survives power loss
+	 * the moment its call returns. */
+	if ((err = kheo__exec(db, "PRAGMA journal_mode=WAL;"
+				  "PRAGMA synchronous=FULL;"
+				  "PRAGMA foreign_keys=OFF;"
+				  "PRAGMA temp_store=MEMORY;"
+				  "CREATE TEMP TABLE IF NOT EXISTS kheo_dirty("
+				  "rid BLOB PRIMARY KEY) WITHOUT ROWID;")) < 0)
+		return err;
+	return KHEO_OK;
+}
+
+static int load_schema(kheo_db *db, const char *json, size_t len)
+{
+	char err[256];
+	int rc = kheo_schema_parse(&db->schema, json, len, err, sizeof(err));
+
+	if (rc < 0)
+		return kheo__error(db, rc, "schema: %s", err);
+	return KHEO_OK;
+}
+
+KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
+	const kheo_init_options *init, const kheo_open_options *opts)
+{
+	uint8_t sk[KHEO_SECRET_SIZE], install[16], epoch[8];
+	char hex[2 * KHEO_KEY_SIZE + 1];
+	struct stat sb;
+	kheo_db *db;
+	char *path;
+	int err;
+
+	if ((err = handle_new(out, dir, opts)) < 0)
+		return err;
+	db = *out;
+	if (!init || init->version != KHEO_INIT_OPTIONS_VERSION)
+		return kheo__error(db, KHEO_EINVAL, "init options missing");
+	if (init->role < KHEO_NODE_DEVICE || init->role > KHEO_NODE_PROVINCE)
+		return kheo__error(db, KHEO_EINVAL, "role %d unknown",
+			(int)init->role);
+	if (!init->unit || !kheo_unit_valid(init->unit, strlen(init->unit)) ||
+	    strcmp(init->unit, "_sys") == 0)
+		return kheo__error(db, KHEO_EINVAL,
+			"unit \"%s\" is not a unit path (slugs such as "
+			"dak-nong/cu-jut, separated by /)",
+			init->unit ? init->unit : "");
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return kheo__error(db, KHEO_EIO, "%s: %s", dir,
+			strerror(errno));
+	if (!(path = path_join(dir, DB_FILE)))
+		return KHEO_ENOMEM;
+	err = stat(path, &sb) == 0;
+	kheo__free(path);
+	if (err)
+		return kheo__error(db, KHEO_EEXISTS,
+			"%s already holds a kheo node", dir);
+	if (!(path = path_join(dir, KEY_FILE)))
+		return KHEO_ENOMEM;
+	err = stat(path, &sb) == 0;
+	kheo__free(path);
+	if (err)
+		return kheo__error(db, KHEO_EEXISTS,
+			"%s/%s exists without a database: refusing to reuse "
+			"a key", dir, KEY_FILE);
+
+	if ((err = load_schema(db,
+		     init->schema_json ? init->schema_json
+				       : kheo_schema_default_json,
+		     init->schema_json ? init->schema_len
+				       : kheo_schema_default_json_len)) < 0)
+		return err;
+	if ((err = sql_open(db, 1)) < 0)
+		return err;
+
+	crypto_sign_keypair(db->pk, sk);
+	randombytes_buf(install, sizeof(install));
+	db->role = init->role;
+	snprintf(db->unit, sizeof(db->unit), "%s", init->unit);
+	if ((err = kheo__begin(db)) < 0)
+		goto done;
+	if ((err = kheo__store_create(db)) < 0)
+		goto done;
+	kheo_hex(hex, db->pk, KHEO_KEY_SIZE);
+	if ((err = kheo__meta_set_int(db, "format", DB_FORMAT)) < 0 ||
+	    (err = kheo__meta_set_text(db, "key", hex)) < 0 ||
+	    (err = kheo__meta_set_int(db, "role", db->role)) < 0 ||
+	    (err = kheo__meta_set_text(db, "unit", db->unit)) < 0 ||
+	    (err = kheo__meta_set_text(db, "schema", db->schema->json)) < 0 ||
+	    (err = kheo__meta_set_int(db, "clock", 0)) < 0)
+		goto done;
+	kheo_hex(hex, install, sizeof(install));
+	if ((err = kheo__meta_set_text(db, "install_id", hex)) < 0)
+		goto done;
+	/* The log epoch names this copy of the log for peers' checkpoints. */
+	randombytes_buf(epoch, sizeof(epoch));
+	kheo_hex(hex, epoch, sizeof(epoch));
+	if ((err = kheo__meta_set_text(db, "epoch", hex)) < 0)
+		goto done;
+	/* The key file goes down before the database commits: a crash in
+	 * between leaves a key without a node, which init refuses to reuse,
+	 * never a node without its key. */
+	if ((err = key_write(db, sk, install)) < 0)
+		goto done;
+	if ((err = kheo__commit_tx(db)) < 0)
+		goto done;
+	if ((err = kheo__prepare_upserts(db)) < 0)
+		goto done;
+	if (!(db->sk = sodium_malloc(KHEO_SECRET_SIZE))) {
+		err = KHEO_ENOMEM;
+		goto done;
+	}
+	memcpy(db->sk, sk, KHEO_SECRET_SIZE);
+done:
+	sodium_memzero(sk, sizeof(sk));
+	if (err < 0)
+		kheo__rollback(db);
+	return err;
+}
+
+KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
+	const kheo_open_options *opts)
+{
+	char hex[2 * KHEO_KEY_SIZE + 1], install[64];
+	int64_t v;
+	kheo_db *db;
+	sqlite3_stmt *st;
+	int err, rc;
+
+	if ((err = handle_new(out, dir, opts)) < 0)
+		return err;
+	db = *out;
+	if ((err = sql_open(db, 0)) < 0) {
+		if (err == KHEO_ENOTFOUND)
+			kheo__error(db, err, "%s holds no kheo node (run kheo "
+				"init there first)", dir);
+		return err;
+	}
+	if ((err = kheo__meta_get_int(db, "format", &v)) < 0)
+		return kheo__error(db, KHEO_ECORRUPT,
+			"%s/%s is not a kheo database", dir, DB_FILE);
+	if (v != DB_FORMAT)
+		return kheo__error(db, KHEO_EUNSUPPORTED,
+			"database format %lld unknown (this is %d)",
+			(long long)v, DB_FORMAT);
+	if ((err = kheo__meta_get_text(db, "key", hex, sizeof(hex))) < 0 ||
+	    kheo_unhex(db->pk, KHEO_KEY_SIZE, hex, strlen(hex)) < 0 ||
+	    (err = kheo__meta_get_int(db, "role", &v)) < 0)
+		return kheo__error(db, KHEO_ECORRUPT, "node facts damaged");
+	db->role = (kheo_node_role)v;
+	if ((err = kheo__meta_get_text(db, "unit", db->unit,
+		     sizeof(db->unit))) < 0 ||
+	    (err = kheo__meta_get_int(db, "clock", &v)) < 0 ||
+	    (err = kheo__meta_get_text(db, "install_id", install,
+		     sizeof(install))) < 0)
+		return kheo__error(db, KHEO_ECORRUPT, "node facts damaged");
+	db->clock = (uint64_t)v;
+
+	st = kheo__stmt(db, ST_META_GET);
+	if (!st)
+		return KHEO_ERROR;
+	sqlite3_bind_text(st, 1, "schema", -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return kheo__error(db, KHEO_ECORRUPT, "schema missing");
+	err = load_schema(db, (const char *)sqlite3_column_text(st, 0),
+		(size_t)sqlite3_column_bytes(st, 0));
+	sqlite3_reset(st);
+	if (err < 0)
+		return err;
+	if ((err = kheo__prepare_upserts(db)) < 0)
+		return err;
+	key_load(db, install);
+	return KHEO_OK;
+}
+
+KHEO_EXTERN void kheo_db_close(kheo_db *db)
+{
+	size_t i;
+
+	if (!db)
+		return;
+	kheo__rollback(db);
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(db->stmt[i]);
+	if (db->upsert && db->schema)
+		for (i = 0; i < db->schema->ntables; i++)
+			sqlite3_finalize(db->upsert[i]);
+	kheo__free(db->upsert);
+	if (db->sql)
+		sqlite3_close(db->sql);
+	if (db->sk)
+		sodium_free(db->sk);
+	kheo_schema_free(db->schema);
+	kheo_codec_free(db->codec);
+	kheo_buf_free(&db->raw);
+	kheo_buf_free(&db->frame);
+	kheo_buf_free(&db->scratch);
+	kheo__free(db->dir);
+	kheo__free(db);
+}
+
+int kheo__resolve_node(kheo_db *db, uint8_t out[KHEO_KEY_SIZE],
+	const char *hex)
+{
+	size_t n = strlen(hex), i;
+	sqlite3_stmt *st;
+	int rc, found = 0;
+
+	for (i = 0; i < n; i++)
+		if (!strchr("0123456789abcdefABCDEF", hex[i]))
+			n = 0;
+	if (n < 8 || n > 2 * KHEO_KEY_SIZE)
+		return kheo__error(db, KHEO_EINVAL,
+			"node id \"%s\": give the key in hex, 64 digits or a "
+			"unique prefix of 8 or more", hex);
+	if (n == 2 * KHEO_KEY_SIZE)
+		return kheo_unhex(out, KHEO_KEY_SIZE, hex, n);
+	rc = sqlite3_prepare_v2(db->sql,
+		"SELECT DISTINCT lower(hex(author)) AS k FROM kheo_cs UNION "
+		"SELECT lower(hex(peer)) FROM kheo_peer_head",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "node lookup");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		size_t j;
+
+		for (j = 0; j < n; j++)
+			if (k[j] != (hex[j] | 0x20))
+				break;
+		if (j == n) {
+			if (found++ == 0)
+				kheo_unhex(out, KHEO_KEY_SIZE, k, 64);
+		}
+	}
+	sqlite3_finalize(st);
+	if (found == 1)
+		return KHEO_OK;
+	return kheo__error(db, found ? KHEO_EINVAL : KHEO_ENOTFOUND,
+		found ? "node id prefix \"%s\" is not unique" :
+			"no node with id \"%s\" is known here", hex);
+}

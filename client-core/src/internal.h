@@ -1,0 +1,176 @@
+/*
+ * internal.h - what libkheo's source files share and nothing outside sees:
+ * the kheo_db handle, error helpers, the statement cache, and the entry
+ * points each file offers the others.
+ *
+ * Layering inside client-core: db.c (open, SQL, errors) is used by all;
+ * clock.c gives hybrid clock values; merge.c turns ops into rows and rows
+ * into state; apply.c decides receipt; edit.c makes local ops and seals
+ * them; read.c, bundle.c, verify.c and import.c sit on top.
+ */
+#ifndef KHEO_INTERNAL_H
+#define KHEO_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdarg.h>
+
+#include "kheo.h"
+#include "proto.h"
+#include "schema.h"
+
+/* Receipt states stored in kheo_cs.state. */
+enum { KHEO_CS_APPLIED = 0, KHEO_CS_HELD = 1 };
+
+/* Changesets further ahead of this node's wall time than this are held. */
+#define KHEO_FUTURE_MS (24LL * 3600 * 1000)
+
+/* Ops merged per transaction when receiving: bounded, so that a big sync
+ * never blocks local edits for long. */
+#define KHEO_APPLY_BATCH_OPS 20000
+
+/* Prepared statements, made on first use and kept for the handle's life. */
+typedef enum kheo_stmt_id {
+	ST_META_GET, ST_META_SET,
+	ST_CS_BY_ID, ST_CS_INSERT, ST_CS_CHAIN, ST_CS_SAME_USEQ,
+	ST_CS_SET_APPLIED, ST_CS_HELD_NEXT, ST_CS_MAX_USEQ,
+	ST_QUARANTINE_INSERT, ST_QUARANTINE_BY_ID,
+	ST_FLAG_INSERT,
+	ST_RECORD_GET, ST_RECORD_PUT,
+	ST_OP_INSERT, ST_PRED_INSERT, ST_SEEN_INSERT,
+	ST_LIVE_OPS, ST_DIRTY_ADD,
+	ST_PENDING_INSERT,
+	ST_COUNT
+} kheo_stmt_id;
+
+struct kheo_db {
+	sqlite3 *sql;
+	char *dir;
+	char errmsg[512];
+	kheo_open_options opts;
+	kheo_schema *schema;
+
+	uint8_t pk[KHEO_KEY_SIZE];
+	uint8_t *sk;            /* sodium_malloc'd; NULL if this copy may not sign */
+	char sign_refusal[256]; /* why it may not, for the message */
+	kheo_node_role role;
+	char unit[KHEO_UNIT_MAX + 1];
+
+	uint64_t clock;         /* last hybrid clock issued or applied */
+	int clock_dirty;        /* clock to be persisted in this transaction */
+
+	kheo_codec *codec;
+	kheo_buf raw, frame, scratch;
+	sqlite3_stmt *stmt[ST_COUNT];
+	sqlite3_stmt **upsert;  /* per schema table: materialise one record */
+	int in_tx;
+};
+
+/* ------------------------------------------------------------------ db.c */
+
+/* Set the handle's message and return code (never KHEO_OK). */
+int kheo__error(kheo_db *db, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Translate a SQLite result code into a kheo error, copying its message. */
+int kheo__sqlerr(kheo_db *db, int rc, const char *what);
+/* Clear the message at the start of a public call. */
+void kheo__clear(kheo_db *db);
+
+/* A cached statement, reset and with bindings cleared. */
+sqlite3_stmt *kheo__stmt(kheo_db *db, kheo_stmt_id id);
+int kheo__exec(kheo_db *db, const char *sql);
+/* Step a statement expected to finish (no rows); KHEO_OK or an error. */
+int kheo__step_done(kheo_db *db, sqlite3_stmt *st, const char *what);
+
+int kheo__begin(kheo_db *db);
+int kheo__commit_tx(kheo_db *db);
+void kheo__rollback(kheo_db *db);
+
+int kheo__meta_get_text(kheo_db *db, const char *k, char *out, size_t n);
+int kheo__meta_get_int(kheo_db *db, const char *k, int64_t *out);
+int kheo__meta_set_text(kheo_db *db, const char *k, const char *v);
+int kheo__meta_set_int(kheo_db *db, const char *k, int64_t v);
+
+/* Create the store's tables in an empty database (also for verify's
+ * scratch store) and prepare per-table upserts. */
+int kheo__store_create(kheo_db *db);
+int kheo__prepare_upserts(kheo_db *db);
+
+/* Wall time in ms, through the open options' clock. */
+int64_t kheo__now_ms(const kheo_db *db);
+void kheo__log(kheo_db *db, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Resolve a node id given in hex (64 digits, or a unique prefix of 8+)
+ * against the keys this node knows. */
+int kheo__resolve_node(kheo_db *db, uint8_t out[KHEO_KEY_SIZE],
+	const char *hex);
+
+/* --------------------------------------------------------------- clock.c */
+
+/* A new clock value for a local op: above every value issued or applied,
+ * and at least the wall time. */
+uint64_t kheo__clock_tick(kheo_db *db);
+/* Move past a clock seen in an applied changeset. */
+void kheo__clock_observe(kheo_db *db, uint64_t c);
+/* Persist the clock if it moved (inside the caller's transaction). */
+int kheo__clock_save(kheo_db *db);
+
+/* --------------------------------------------------------------- merge.c */
+
+/* Merge a changeset's ops into the op tables; cs_n is its kheo_cs row (0
+ * for pending local ops, which also marks their pred rows pending). */
+int kheo__merge_changeset(kheo_db *db, const kheo_changeset *cs,
+	int64_t cs_n);
+/* Re-materialise every record touched since the last flush. */
+int kheo__flush_dirty(kheo_db *db);
+
+/* One live (unsuperseded) op of a register or set, as stored. */
+typedef struct kheo_live {
+	char field[KHEO_NAME_MAX + 1];
+	int kind;
+	kheo_value value;       /* TEXT/BYTES/HASH point into `bytes` */
+	uint64_t clock;
+	uint8_t author[KHEO_KEY_SIZE];
+	int foreign;            /* from a changeset of another unit */
+	uint8_t *bytes;
+} kheo_live;
+
+typedef struct kheo_live_set {
+	kheo_live *v;
+	size_t n, cap;
+	char tbl[KHEO_NAME_MAX + 1];
+	char unit[KHEO_UNIT_MAX + 1]; /* "" when the record's put is missing */
+	int exists;
+} kheo_live_set;
+
+/* Every live op of a record, sorted by field, then op id descending. */
+int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid);
+void kheo__live_free(kheo_live_set *s);
+
+/* Ids of a record's live ops of `field` (NULL: every field), sorted
+ * ascending by op id, into a malloc'd array.  `member` (may be NULL)
+ * restricts to ADD ops of that value. */
+int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
+	uint8_t (**keys)[KHEO_KEY_SIZE], const uint8_t *rid, const char *field,
+	const kheo_value *member);
+
+/* The value as SQLite sees it, and back. */
+void kheo__bind_value(sqlite3_stmt *st, int col, const kheo_value *v);
+void kheo__column_value(sqlite3_stmt *st, int col, int vtype,
+	kheo_value *v);
+
+/* -------------------------------------------------------------- apply.c */
+
+/* Receive one frame (inside the caller's transaction). */
+int kheo__receive(kheo_db *db, const uint8_t *frame, size_t len,
+	kheo_apply_stats *st);
+/* Batches: begin, count ops, commit at the bound. */
+int kheo__apply_frames(kheo_db *db, const uint8_t *const *frames,
+	const size_t *lens, size_t n, kheo_apply_stats *st);
+
+/* --------------------------------------------------------------- edit.c */
+
+/* Seal pending edits (inside the caller's transaction). */
+int kheo__seal(kheo_db *db, size_t *sealed);
+
+#endif
