@@ -25,7 +25,7 @@ FUZZ_SECONDS ?= 300
 WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
        -Wstrict-prototypes -Wvla
 BASE_CPPFLAGS = -D_DEFAULT_SOURCE -Iclient-core/include -Iproto
-LIB_PKGS  = libsodium libzstd libutf8proc
+LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson
 TEST_PKGS = cmocka
 
 # Looked up once, and only when first used: `make deps` may have just
@@ -76,6 +76,11 @@ $(BUILD)/libkheo.a: $(LIB_OBJ)
 
 $(BUILD)/libkheo.so: $(LIB_OBJ)
 	$(CC) -shared $(SAN) -o $@ $^ $(PKG_LIBS)
+
+CLI_SRC = $(wildcard client-core/cli/*.c)
+CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/kheo: $(CLI_OBJ) $(BUILD)/libkheo.a
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/libkheo-test.a: $(TLIB_OBJ)
 	@rm -f $@

@@ -15,6 +15,7 @@ libzstd:libzstd-dev
 libutf8proc:libutf8proc-dev
 sqlite3:libsqlite3-dev
 cmocka:libcmocka-dev
+jansson:libjansson-dev
 "
 TOOLS="
 pkg-config:pkg-config

@@ -323,6 +323,41 @@ int kheo_frame_open(kheo_codec *c, kheo_changeset **out,
 	uint8_t id[KHEO_ID_SIZE], kheo_buf *raw, const uint8_t *frame,
 	size_t len, kheo_refusal *why);
 
+/* ----------------------------------------------------------------- bundles */
+
+#define KHEO_BUNDLE_MAGIC "KHB\x01"
+
+/* What a node holds of one (author, unit) chain: its highest useq, by id. */
+typedef struct kheo_head {
+	uint8_t author[KHEO_KEY_SIZE];
+	char unit[KHEO_UNIT_MAX + 1];
+	uint64_t useq;
+	uint8_t id[KHEO_ID_SIZE];
+} kheo_head;
+
+/*
+ * A bundle: the sender, what it held (heads, ascending by author then
+ * unit), and frames in chain order.  From kheo_bundle_decode, frames point
+ * into the decoded input, which must outlive the bundle.
+ */
+typedef struct kheo_bundle {
+	uint8_t sender[KHEO_KEY_SIZE];
+	uint64_t created_ms;
+	kheo_head *heads;
+	size_t nheads;
+	const uint8_t **frames;
+	size_t *lens;
+	size_t nframes;
+} kheo_bundle;
+
+/* Append the bundle, digested and signed with the sender's secret key. */
+int kheo_bundle_encode(kheo_buf *out, const kheo_bundle *b,
+	const uint8_t sk[KHEO_SECRET_SIZE]);
+/* Check digest and signature, then parse; nothing is trusted before. */
+int kheo_bundle_decode(kheo_bundle **out, const uint8_t *p, size_t n,
+	kheo_refusal *why);
+void kheo_bundle_free(kheo_bundle *b);
+
 /* ---------------------------------------------------------------- helpers */
 
 /* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */

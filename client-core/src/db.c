@@ -269,11 +269,22 @@ int kheo__step_done(kheo_db *db, sqlite3_stmt *st, const char *what)
 	return KHEO_OK;
 }
 
+/*
+ * Transactions.  A public call opens one and commits it before returning
+ * (durable: synchronous=FULL).  Inside a batch (import, which opens the
+ * outer transaction itself) the same calls nest as savepoints, so that a
+ * refused line undoes only itself and a batch costs one fsync.
+ */
 int kheo__begin(kheo_db *db)
 {
 	int err;
 
-	assert(!db->in_tx);
+	if (db->in_tx) {
+		if ((err = kheo__exec(db, "SAVEPOINT kheo_call")) < 0)
+			return err;
+		db->savepoints++;
+		return KHEO_OK;
+	}
 	if ((err = kheo__exec(db, "BEGIN IMMEDIATE")) < 0)
 		return err;
 	db->in_tx = 1;
@@ -284,6 +295,10 @@ int kheo__commit_tx(kheo_db *db)
 {
 	int err;
 
+	if (db->savepoints) {
+		db->savepoints--;
+		return kheo__exec(db, "RELEASE kheo_call");
+	}
 	if ((err = kheo__clock_save(db)) < 0)
 		return err;
 	if ((err = kheo__exec(db, "COMMIT")) < 0)
@@ -294,6 +309,12 @@ int kheo__commit_tx(kheo_db *db)
 
 void kheo__rollback(kheo_db *db)
 {
+	if (db->savepoints) {
+		db->savepoints--;
+		sqlite3_exec(db->sql, "ROLLBACK TO kheo_call; RELEASE kheo_call",
+			NULL, NULL, NULL);
+		return;
+	}
 	if (db->in_tx) {
 		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
 		db->in_tx = 0;
@@ -806,6 +827,8 @@ KHEO_EXTERN void kheo_db_close(kheo_db *db)
 
 	if (!db)
 		return;
+	while (db->savepoints)
+		kheo__rollback(db);
 	kheo__rollback(db);
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(db->stmt[i]);
@@ -866,4 +889,33 @@ int kheo__resolve_node(kheo_db *db, uint8_t out[KHEO_KEY_SIZE],
 	return kheo__error(db, found ? KHEO_EINVAL : KHEO_ENOTFOUND,
 		found ? "node id prefix \"%s\" is not unique" :
 			"no node with id \"%s\" is known here", hex);
+}
+
+/*
+ * A scratch store in memory with this node's schema and identity (but no
+ * signing key): where kheo_verify rebuilds the state from the changesets.
+ */
+int kheo__db_scratch(kheo_db *db, kheo_db **out)
+{
+	kheo_db *s;
+	int rc, err;
+
+	if ((err = handle_new(out, ":memory:", &db->opts)) < 0)
+		return err;
+	s = *out;
+	memcpy(s->pk, db->pk, KHEO_KEY_SIZE);
+	s->role = db->role;
+	memcpy(s->unit, db->unit, sizeof(s->unit));
+	if ((err = load_schema(s, db->schema->json, db->schema->json_len)) < 0)
+		return err;
+	rc = sqlite3_open_v2(":memory:", &s->sql,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(s, rc, "scratch store");
+	if ((err = kheo__exec(s, "CREATE TEMP TABLE kheo_dirty(rid BLOB "
+				 "PRIMARY KEY) WITHOUT ROWID;")) < 0 ||
+	    (err = kheo__store_create(s)) < 0 ||
+	    (err = kheo__prepare_upserts(s)) < 0)
+		return err;
+	return KHEO_OK;
 }

@@ -62,7 +62,8 @@ struct kheo_db {
 	kheo_buf raw, frame, scratch;
 	sqlite3_stmt *stmt[ST_COUNT];
 	sqlite3_stmt **upsert;  /* per schema table: materialise one record */
-	int in_tx;
+	int in_tx;              /* a transaction is open */
+	int savepoints;         /* calls nested inside it (import batches) */
 };
 
 /* ------------------------------------------------------------------ db.c */
@@ -94,6 +95,9 @@ int kheo__meta_set_int(kheo_db *db, const char *k, int64_t v);
  * scratch store) and prepare per-table upserts. */
 int kheo__store_create(kheo_db *db);
 int kheo__prepare_upserts(kheo_db *db);
+
+/* An in-memory store with this node's schema and key (verify.c). */
+int kheo__db_scratch(kheo_db *db, kheo_db **out);
 
 /* Wall time in ms, through the open options' clock. */
 int64_t kheo__now_ms(const kheo_db *db);

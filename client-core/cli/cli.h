@@ -1,0 +1,50 @@
+/*
+ * cli.h - what the kheo command's files share: the parsed command line,
+ * output helpers, and one entry point per command family.
+ *
+ * The CLI speaks only kheo.h: no SQL, no proto internals.  Exit status as
+ * DESIGN.md's command-line contract says: 0 success, 1 refused input (a
+ * message on stderr names what was wrong), 2 usage error.
+ */
+#ifndef KHEO_CLI_H
+#define KHEO_CLI_H
+
+#include "kheo.h"
+
+enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
+
+typedef struct cli {
+	const char *dir;   /* -C DIR, $KHEO_HOME, or ./kheo-data */
+	int json;          /* --json anywhere on the line */
+	int argc;          /* the command and its arguments, --json removed */
+	char **argv;
+} cli;
+
+/* Print "kheo: <what>: <message>" for a library error; returns 1. */
+int cli_fail(kheo_db *db, const char *what);
+/* Print a usage line for the command; returns 2. */
+int cli_usage(const char *line);
+/* Open the node in c->dir, or print why not. */
+int cli_open(const cli *c, kheo_db **db);
+/* Print library JSON, or hand it to `plain` to print for people. */
+int cli_output(const cli *c, char *json, void (*plain)(const char *json));
+/* Parse FIELD=VALUE, FIELD+=MEMBER, FIELD-=MEMBER (in place). */
+int cli_assign(char *arg, kheo_assign *out);
+
+int cmd_init(cli *c);
+int cmd_id(cli *c);
+int cmd_put(cli *c);
+int cmd_set(cli *c);
+int cmd_del(cli *c);
+int cmd_commit(cli *c);
+int cmd_import(cli *c);
+int cmd_get(cli *c);
+int cmd_ls(cli *c);
+int cmd_log(cli *c);
+int cmd_conflicts(cli *c);
+int cmd_quarantine(cli *c);
+int cmd_verify(cli *c);
+int cmd_digest(cli *c);
+int cmd_bundle(cli *c);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * cmd_bundle.c - kheo bundle create|apply: the sneakernet path.
+ *
+ * apply exits 1 and changes nothing when the file cannot be read as a
+ * whole; otherwise it prints the counts and exits 1 if any changeset was
+ * rejected (DESIGN.md's bundle contract).
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_bundle(cli *c)
+{
+	static const char line[] =
+		"bundle create FILE [--for NODE_ID] | bundle apply FILE";
+	kheo_bundle_stats st = { 0 };
+	const char *for_node = NULL;
+	kheo_db *db;
+	int rc;
+
+	if (c->argc < 3)
+		return cli_usage(line);
+	if (strcmp(c->argv[1], "create") == 0) {
+		if (c->argc == 5 && strcmp(c->argv[3], "--for") == 0)
+			for_node = c->argv[4];
+		else if (c->argc != 3)
+			return cli_usage(line);
+		if ((rc = cli_open(c, &db)) != EXIT_OK)
+			return rc;
+		if (kheo_bundle_create(db, c->argv[2], for_node, &st) < 0)
+			rc = cli_fail(db, "bundle create");
+		else
+			printf("wrote %s: %zu changesets, %zu bytes\n",
+				c->argv[2], st.changesets, st.bytes);
+		kheo_db_close(db);
+		return rc;
+	}
+	if (strcmp(c->argv[1], "apply") != 0 || c->argc != 3)
+		return cli_usage(line);
+	if ((rc = cli_open(c, &db)) != EXIT_OK)
+		return rc;
+	if (kheo_bundle_apply(db, c->argv[2], &st) < 0) {
+		rc = cli_fail(db, "bundle apply");
+	} else {
+		printf("%s: %zu changesets: %zu applied, %zu held, %zu "
+		       "rejected, %zu already here, %zu released from hold\n",
+			c->argv[2], st.changesets, st.apply.applied,
+			st.apply.held, st.apply.rejected, st.apply.duplicate,
+			st.apply.released);
+		if (st.apply.rejected) {
+			fprintf(stderr, "kheo: bundle apply: %zu changeset%s "
+				"rejected (see kheo quarantine)\n",
+				st.apply.rejected,
+				st.apply.rejected == 1 ? "" : "s");
+			rc = EXIT_REFUSED;
+		}
+	}
+	kheo_db_close(db);
+	return rc;
+}

@@ -1,0 +1,172 @@
+/*
+ * kheo.c - the kheo command: global options, dispatch, shared helpers.
+ *
+ *   kheo [-C DIR] COMMAND ...     (DIR: $KHEO_HOME, else ./kheo-data)
+ *
+ * One cmd_*.c file per command family does the work through libkheo's
+ * public API; this file only finds the data directory and the command.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*run)(cli *c);
+	const char *help;
+} commands[] = {
+	{ "init", cmd_init, "--role device|hub|province --unit UNIT" },
+	{ "id", cmd_id, "[--json]" },
+	{ "put", cmd_put, "TABLE [--id ID] FIELD=VALUE..." },
+	{ "set", cmd_set, "TABLE ID FIELD=VALUE|FIELD+=MEMBER|FIELD-=MEMBER..." },
+	{ "del", cmd_del, "TABLE ID" },
+	{ "commit", cmd_commit, "" },
+	{ "get", cmd_get, "TABLE ID [--json]" },
+	{ "ls", cmd_ls, "TABLE [--where FIELD=VALUE]... [--json]" },
+	{ "import", cmd_import, "FILE.jsonl" },
+	{ "log", cmd_log, "[--json]" },
+	{ "conflicts", cmd_conflicts, "[--json]" },
+	{ "quarantine", cmd_quarantine, "[--json]" },
+	{ "verify", cmd_verify, "" },
+	{ "digest", cmd_digest, "[--unit PREFIX]" },
+	{ "bundle", cmd_bundle, "create FILE [--for NODE_ID] | apply FILE" },
+};
+
+/* Commands of the contract that later work brings. */
+static const char *const later[] = {
+	"sync", "status", "report", "attach", "blob", "audit", "enroll",
+	"revoke",
+};
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: kheo [-C DIR] COMMAND ...   (kheo %s)\n\n",
+		kheo_version());
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  kheo %-11s %s\n", commands[i].name,
+			commands[i].help);
+	fprintf(f, "\nDIR defaults to $KHEO_HOME, else ./kheo-data. "
+		   "See kheo(1).\n");
+}
+
+int cli_fail(kheo_db *db, const char *what)
+{
+	fprintf(stderr, "kheo: %s: %s\n", what, kheo_errmsg(db));
+	return EXIT_REFUSED;
+}
+
+int cli_usage(const char *line)
+{
+	fprintf(stderr, "usage: kheo %s\n", line);
+	return EXIT_USAGE;
+}
+
+int cli_open(const cli *c, kheo_db **db)
+{
+	int err = kheo_db_open(db, c->dir, NULL);
+
+	if (err < 0) {
+		fprintf(stderr, "kheo: %s\n", kheo_errmsg(*db));
+		kheo_db_close(*db);
+		*db = NULL;
+		return EXIT_REFUSED;
+	}
+	return EXIT_OK;
+}
+
+int cli_output(const cli *c, char *json, void (*plain)(const char *json))
+{
+	if (c->json || !plain)
+		printf("%s\n", json);
+	else
+		plain(json);
+	kheo_free(json);
+	return EXIT_OK;
+}
+
+int cli_assign(char *arg, kheo_assign *out)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg)
+		return -1;
+	out->value = eq + 1;
+	out->op = KHEO_ASSIGN_SET;
+	if (eq[-1] == '+' || eq[-1] == '-') {
+		out->op = eq[-1] == '+' ? KHEO_ASSIGN_ADD : KHEO_ASSIGN_REMOVE;
+		eq--;
+		if (eq == arg)
+			return -1;
+	}
+	*eq = '\0';
+	out->field = arg;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	cli c = { 0 };
+	char **rest;
+	int i, n = 0;
+	size_t k;
+
+	c.dir = getenv("KHEO_HOME");
+	if (!c.dir || !*c.dir)
+		c.dir = "./kheo-data";
+	i = 1;
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "-C") == 0 && i + 1 < argc) {
+			c.dir = argv[i + 1];
+			i += 2;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("kheo %s\n", kheo_version());
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+			   strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return EXIT_OK;
+		} else {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* --json may come anywhere after the command */
+	rest = calloc((size_t)(argc - i) + 1, sizeof(*rest));
+	if (!rest)
+		return EXIT_REFUSED;
+	for (; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			c.json = 1;
+		else
+			rest[n++] = argv[i];
+	}
+	c.argc = n;
+	c.argv = rest;
+	for (k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (strcmp(rest[0], commands[k].name) == 0) {
+			int rc = commands[k].run(&c);
+
+			free(rest);
+			return rc;
+		}
+	for (k = 0; k < sizeof(later) / sizeof(later[0]); k++)
+		if (strcmp(rest[0], later[k]) == 0) {
+			fprintf(stderr, "kheo %s: not in this build yet "
+				"(it comes with later work; see README)\n",
+				rest[0]);
+			free(rest);
+			return EXIT_USAGE;
+		}
+	fprintf(stderr, "kheo: unknown command \"%s\"\n", rest[0]);
+	usage(stderr);
+	free(rest);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,42 @@
+/*
+ * nodes.h - fixtures for tests that run real nodes: data directories in a
+ * scratch folder (on tmpfs when there is one, so fsync is cheap), a clock
+ * the test controls, and moving changesets between nodes by bundle files.
+ */
+#ifndef KHEO_TEST_NODES_H
+#define KHEO_TEST_NODES_H
+
+#include "helpers.h"
+
+typedef struct test_node {
+	kheo_db *db;
+	char dir[512];
+	int64_t now;    /* the node's wall clock, ms; advanced by the test */
+} test_node;
+
+/* A fresh scratch folder for this test process; removed by test_cleanup. */
+const char *test_scratch(void);
+void test_cleanup(void);
+
+/* Make a device node `name` with `unit` in the scratch folder. */
+void node_make(test_node *n, const char *name, const char *unit,
+	kheo_node_role role);
+/* Close and reopen (a restart). */
+void node_reopen(test_node *n);
+void node_close(test_node *n);
+
+/* Everything `from` holds, into `to`, by a bundle file. */
+void node_send(test_node *from, test_node *to, kheo_bundle_stats *st);
+
+/* Digest under prefix as hex (static buffer, one at a time). */
+const char *node_digest(test_node *n, const char *prefix);
+
+/* put / set with "field=value" strings; fail the test on error. */
+void node_put(test_node *n, char id[KHEO_RECORD_HEX + 1], const char *table,
+	const char *a1, const char *a2, const char *a3);
+void node_set(test_node *n, const char *table, const char *id,
+	const char *assign);
+/* The JSON of a record, parsed; caller json_decref's (jansson). */
+struct json_t *node_get(test_node *n, const char *table, const char *id);
+
+#endif
