@@ -33,7 +33,8 @@ static int quarantine(kheo_db *db, const uint8_t *frame, size_t len,
 	int err;
 
 	/* Name what we can: a changeset with a bad signature still has an
-	 * id, an author and a place in a chain, which an auditor wants. */
+	 * id, an author and a place in a chain, which an auditor wants.  The
+	 * very same bytes refused twice are kept once. */
 	if (kheo_frame_read(db->codec, &db->raw, sig, frame, len, NULL) ==
 		    KHEO_OK &&
 	    kheo_changeset_decode(&cs, db->raw.p, db->raw.len, NULL) ==
@@ -46,6 +47,7 @@ static int quarantine(kheo_db *db, const uint8_t *frame, size_t len,
 			return KHEO_ERROR;
 		}
 		sqlite3_bind_blob(s, 1, id, KHEO_ID_SIZE, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, frame, (int)len, SQLITE_STATIC);
 		if (sqlite3_step(s) == SQLITE_ROW) {
 			sqlite3_reset(s);
 			kheo_changeset_free(cs);
@@ -80,7 +82,11 @@ static int quarantine(kheo_db *db, const uint8_t *frame, size_t len,
 	return err;
 }
 
-/* Is this id stored already (applied, held or quarantined)? */
+/*
+ * Is this id stored already (applied or held)?  Quarantine does not count:
+ * a copy with a forged signature must never keep the genuine changeset
+ * (same id: the id covers the content, not the signature) out.
+ */
 static int known(kheo_db *db, const uint8_t id[KHEO_ID_SIZE], int *yes)
 {
 	sqlite3_stmt *s = kheo__stmt(db, ST_CS_BY_ID);
@@ -93,15 +99,6 @@ static int known(kheo_db *db, const uint8_t id[KHEO_ID_SIZE], int *yes)
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return kheo__sqlerr(db, rc, "lookup");
-	*yes = rc == SQLITE_ROW;
-	if (*yes)
-		return KHEO_OK;
-	s = kheo__stmt(db, ST_QUARANTINE_BY_ID);
-	if (!s)
-		return KHEO_ERROR;
-	sqlite3_bind_blob(s, 1, id, KHEO_ID_SIZE, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
 	*yes = rc == SQLITE_ROW;
 	return KHEO_OK;
 }
@@ -358,7 +355,7 @@ int kheo__receive(kheo_db *db, const uint8_t *frame, size_t len,
 	kheo_changeset *cs;
 	char why[128] = "";
 	int64_t n;
-	int err, yes, verdict;
+	int err, yes = 0, verdict;
 
 	err = kheo_frame_open(db->codec, &cs, id, &db->raw, frame, len,
 		&refusal);

@@ -64,7 +64,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_QUARANTINE_INSERT] =
 		"INSERT INTO kheo_quarantine(id, author, unit, useq, reason,"
 		" detail, received, frame) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[ST_QUARANTINE_BY_ID] = "SELECT 1 FROM kheo_quarantine WHERE id = ?1",
+	[ST_QUARANTINE_BY_ID] =
+		"SELECT 1 FROM kheo_quarantine WHERE id = ?1 AND frame = ?2",
 	[ST_FLAG_INSERT] =
 		"INSERT OR IGNORE INTO kheo_flag(author, kind, detail, at)"
 		" VALUES(?1, ?2, ?3, ?4)",

@@ -11,7 +11,7 @@
  * signed changeset per unit, collapsing superseded edits as DESIGN.md's
  * Sealing says: a later set of a field replaces an earlier pending one
  * (its pred becomes the union of both, less the replaced op's id), and a
- * set of a field of a pending put is folded into the put.  Workflow fields
+ * pending put drops a field a later pending set replaced.  Workflow fields
  * (status) keep every transition.  The pending ops' rows are then removed
  * and the sealed changesets applied through the same receipt path as any
  * other, so the state after sealing is rebuilt from exactly what was
@@ -700,22 +700,30 @@ static int collapse(seal_state *s)
 				y->pred = u;
 				y->npred = n;
 				s->alive[hit->op] = 0;
-			} else if (x->kind == KHEO_OP_PUT && y->npred == 1 &&
+			} else if (x->kind == KHEO_OP_PUT &&
 				   has_pred(y, x->clock, xid.key)) {
-				/* fold y's value into the pending put */
+				/* y replaces the pending put's value of the
+				 * field: the put drops it, y keeps its own
+				 * clock (so the state, clocks included, is
+				 * what it was) and the put's pred */
 				kheo_field *f = kheo__malloc(x->nfields *
 					sizeof(*f));
+				kheo_opid *u;
+				size_t n, k = 0;
 
 				if ((err = own(s, f)) < 0)
 					break;
-				memcpy(f, x->fields, x->nfields * sizeof(*f));
 				for (j = 0; j < x->nfields; j++)
-					if (strcmp(f[j].name,
-						    y->fields[0].name) == 0)
-						f[j].value = y->fields[0].value;
+					if (strcmp(x->fields[j].name,
+						    y->fields[0].name) != 0)
+						f[k++] = x->fields[j];
 				x->fields = f;
-				s->alive[i] = 0;
-				continue;
+				x->nfields = k;
+				u = pred_union(y, x, &xid, &n);
+				if ((err = own(s, u)) < 0)
+					break;
+				y->pred = u;
+				y->npred = n;
 			}
 		}
 		map_set(&m, y->record, y->fields[0].name, i);

@@ -5,6 +5,7 @@
  * input; a crash ends the run, which tests/run.sh counts as a failure.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,12 +63,24 @@ int main(int argc, char **argv)
 			printf("not ok %d - cannot open %s\n", ++test, argv[i]);
 			continue;
 		}
+		errno = 0;
 		while ((e = readdir(dir)))
 			if (e->d_name[0] != '.') {
 				names = realloc(names, (n + 1) * sizeof(*names));
 				names[n++] = strdup(e->d_name);
 			}
+		/* an error must not pass for an empty corpus (32-bit readdir
+		 * without large-file support fails with EOVERFLOW) */
+		if (errno) {
+			printf("not ok %d - reading %s: %s\n", ++test, argv[i],
+				strerror(errno));
+			closedir(dir);
+			continue;
+		}
 		closedir(dir);
+		if (n == 0)
+			printf("not ok %d - %s holds no inputs\n", ++test,
+				argv[i]);
 		if (n)
 			qsort(names, n, sizeof(*names), by_name);
 		for (j = 0; j < n; j++) {

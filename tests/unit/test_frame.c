@@ -102,7 +102,7 @@ static void big_changeset(kheo_buf *raw, size_t nops)
 {
 	static kheo_op ops[4000];
 	static kheo_field fields[4000][2];
-	static char names[4000][64];
+	static char names[4000][80];
 	kheo_changeset cs = *test_sample();
 	size_t i;
 
