@@ -41,14 +41,16 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) $(BASE_CPPFLAGS) $(PKG_CFLAGS)
 PROTO_SRC = $(wildcard proto/*.c)
 CORE_SRC  = $(wildcard client-core/src/*.c)
 LIB_SRC   = $(PROTO_SRC) $(CORE_SRC)
-LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The default schema, compiled in from its JSON file (mk/embed.py).
+GEN_SRC   = $(BUILD)/gen/schema_default.c
+LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GEN_SRC:%.c=$(BUILD)/obj/%.o)
 # The library the tests link: the same sources with the allocation fault
 # hook compiled in (see proto/alloc.h).
-TLIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/tobj/%.o)
+TLIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/tobj/%.o) $(GEN_SRC:%.c=$(BUILD)/tobj/%.o)
 
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-HELPER_OBJ = $(BUILD)/tobj/tests/unit/helpers.o
+HELPER_OBJ = $(BUILD)/tobj/tests/unit/helpers.o $(BUILD)/tobj/tests/unit/nodes.o
 FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 
@@ -56,7 +58,7 @@ REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 .PHONY: all deps test unit-test asan cross-test fuzz bench demo clean
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/libkheo.a $(BUILD)/libkheo.so
+all: $(BUILD)/libkheo.a $(BUILD)/libkheo.so $(BUILD)/kheo
 
 deps:
 	@sh mk/deps.sh
@@ -69,6 +71,10 @@ $(BUILD)/tobj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -DKHEO_FAULT_INJECTION \
 		-Itests/unit -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/schema_default.c: client-core/schema/dvk-v1.json mk/embed.py
+	@mkdir -p $(dir $@)
+	python3 mk/embed.py kheo_schema_default_json $< $@
 
 $(BUILD)/libkheo.a: $(LIB_OBJ)
 	@rm -f $@
@@ -115,14 +121,14 @@ cross-test: | deps
 # corpus, and new inputs it finds are kept in build/fuzz/corpus-*.
 FUZZ_CC = clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(BASE_CPPFLAGS)
-fuzz: | deps
+fuzz: $(GEN_SRC) | deps
 	@sh mk/deps.sh clang libclang-rt-14-dev
 	@mkdir -p build/fuzz
 	@for src in $(FUZZ_SRC); do \
 		name=$$(basename $$src .c); \
 		echo "fuzz: building $$name"; \
 		$(FUZZ_CC) $(FUZZ_FLAGS) -DKHEO_FAULT_INJECTION $$($(PKG_CONFIG) --cflags $(LIB_PKGS)) \
-			-o build/fuzz/$$name $$src $(LIB_SRC) \
+			-o build/fuzz/$$name $$src $(LIB_SRC) $(GEN_SRC) \
 			$$($(PKG_CONFIG) --libs $(LIB_PKGS)) -lm || exit 1; \
 	done
 	@for src in $(FUZZ_SRC); do \
