@@ -24,7 +24,8 @@ FUZZ_SECONDS ?= 300
 
 WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
        -Wstrict-prototypes -Wvla
-BASE_CPPFLAGS = -D_DEFAULT_SOURCE -Iclient-core/include -Iproto
+BASE_CPPFLAGS = -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
+	-Iclient-core/include -Iproto
 LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson
 TEST_PKGS = cmocka
 
