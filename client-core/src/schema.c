@@ -835,21 +835,19 @@ static int get_labels(parser *ps, json_t *obj, const char *name,
 
 		if ((rc = get_string(ps, obj, keys[i], 0, &p, &n)) < 0)
 			return rc;
-		if (p && (n > SCHEMA_LABEL_MAX || n == 0))
-			return perr(ps, "\"%s\" must have 1 to %u bytes",
-				keys[i], SCHEMA_LABEL_MAX);
 		if (!outs[i])
-			continue;
+			continue; /* a note: any string */
 		if (!p) {
 			*outs[i] = name;
 			continue;
 		}
-		/* jansson gives valid UTF-8 without NUL */
+		if (n == 0 || n > SCHEMA_LABEL_MAX)
+			return perr(ps, "\"%s\" must have 1 to %u bytes",
+				keys[i], SCHEMA_LABEL_MAX);
+		/* jansson gives valid UTF-8 without NUL, so only memory
+		 * can fail here */
 		if ((rc = nfc(&ps->tmp, (const uint8_t *)p, n)) < 0)
-			return rc == KHEO_ENOMEM ? rc
-						 : perr(ps, "\"%s\" is not "
-							    "valid UTF-8",
-							    keys[i]);
+			return rc;
 		if (!(*outs[i] = arena_strndup(ps->s, (const char *)ps->tmp.p,
 			      ps->tmp.len)))
 			return KHEO_ENOMEM;
