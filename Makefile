@@ -4,6 +4,7 @@
 #   make test       build and run the whole suite; ends with "N passed, N failed"
 #   make asan       the suite under address + undefined sanitizers
 #   make cross-test proto/ and client-core/ unit tests on aarch64 and armhf (qemu)
+#   make soak       the convergence property over 100,000 scenarios
 #   make fuzz       libFuzzer targets with clang, each run FUZZ_SECONDS
 #   make bench      throughput and size figures (not part of make test)
 #   make demo       the demonstration
@@ -56,7 +57,7 @@ FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 
 .SECONDARY:
-.PHONY: all deps test unit-test asan cross-test fuzz bench demo clean
+.PHONY: all deps test unit-test asan soak cross-test fuzz bench demo clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/libkheo.a $(BUILD)/libkheo.so $(BUILD)/kheo
@@ -71,7 +72,7 @@ $(BUILD)/obj/%.o: %.c | deps
 $(BUILD)/tobj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -DKHEO_FAULT_INJECTION \
-		-Itests/unit -MMD -MP -c $< -o $@
+		-Itests/unit -Iclient-core/src -MMD -MP -c $< -o $@
 
 $(BUILD)/gen/schema_default.c: client-core/schema/dvk-v1.json mk/embed.py
 	@mkdir -p $(dir $@)
@@ -115,13 +116,19 @@ asan: | deps
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 		test
 
+# The convergence property at length: 100,000 seeded scenarios.
+soak: $(BUILD)/tests/test_convergence | deps
+	KHEO_SCENARIOS=$${KHEO_SCENARIOS:-100000} CMOCKA_MESSAGE_OUTPUT=TAP \
+		$(BUILD)/tests/test_convergence
+
 cross-test: | deps
 	sh mk/cross.sh
 
 # libFuzzer needs clang; each target runs FUZZ_SECONDS on a copy of its
 # corpus, and new inputs it finds are kept in build/fuzz/corpus-*.
 FUZZ_CC = clang
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(BASE_CPPFLAGS)
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(BASE_CPPFLAGS) \
+	-Iclient-core/src
 fuzz: $(GEN_SRC) | deps
 	@sh mk/deps.sh clang libclang-rt-14-dev
 	@mkdir -p build/fuzz

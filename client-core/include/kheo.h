@@ -199,6 +199,16 @@ KHEO_EXTERN int kheo_set(kheo_db *db, const char *table, const char *id,
 /* Delete a record (soft: an undelete is kheo_set of _deleted=false). */
 KHEO_EXTERN int kheo_delete(kheo_db *db, const char *table, const char *id);
 
+/*
+ * Group edits into one transaction: one fsync for the lot, as when a form
+ * of many fields is saved or a file is imported.  Inside a batch, each
+ * edit still succeeds or fails whole; nothing is durable until
+ * kheo_batch_commit returns.  kheo_batch_rollback drops the batch.
+ */
+KHEO_EXTERN int kheo_batch_begin(kheo_db *db);
+KHEO_EXTERN int kheo_batch_commit(kheo_db *db);
+KHEO_EXTERN void kheo_batch_rollback(kheo_db *db);
+
 /* Seal pending edits into signed changesets, one per unit.  *sealed (may
  * be NULL) receives how many were made. */
 KHEO_EXTERN int kheo_commit(kheo_db *db, size_t *sealed);

@@ -890,3 +890,30 @@ KHEO_EXTERN int kheo_commit(kheo_db *db, size_t *sealed)
 	}
 	return KHEO_OK;
 }
+
+KHEO_EXTERN int kheo_batch_begin(kheo_db *db)
+{
+	kheo__clear(db);
+	if (db->in_tx)
+		return kheo__error(db, KHEO_EINVAL, "a batch is already open");
+	return kheo__begin(db);
+}
+
+KHEO_EXTERN int kheo_batch_commit(kheo_db *db)
+{
+	int err;
+
+	kheo__clear(db);
+	if (!db->in_tx || db->savepoints)
+		return kheo__error(db, KHEO_EINVAL, "no batch is open");
+	if ((err = kheo__commit_tx(db)) < 0)
+		kheo__rollback(db);
+	return err;
+}
+
+KHEO_EXTERN void kheo_batch_rollback(kheo_db *db)
+{
+	while (db->savepoints)
+		kheo__rollback(db);
+	kheo__rollback(db);
+}

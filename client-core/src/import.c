@@ -146,7 +146,7 @@ KHEO_EXTERN int kheo_import_jsonl(kheo_db *db, const char *path,
 	if (!(f = fopen(path, "r")))
 		return kheo__error(db, KHEO_EIO, "%s: %s", path,
 			strerror(errno));
-	if ((err = kheo__begin(db)) < 0)
+	if ((err = kheo_batch_begin(db)) < 0)
 		goto done;
 	while ((len = getline(&text, &cap, f)) > 0) {
 		json_error_t jerr;
@@ -172,20 +172,23 @@ KHEO_EXTERN int kheo_import_jsonl(kheo_db *db, const char *path,
 			break;
 		}
 		if (++batch == IMPORT_BATCH) {
-			if ((err = kheo__commit_tx(db)) < 0 ||
-			    (err = kheo__begin(db)) < 0)
+			if ((err = kheo_batch_commit(db)) < 0 ||
+			    (err = kheo_batch_begin(db)) < 0)
 				break;
 			batch = 0;
 		}
 	}
 	if (db->in_tx) {
 		/* keep the lines before a refused one: they were fine */
-		int cerr = kheo__commit_tx(db);
+		char msg[sizeof(db->errmsg)];
+		int cerr;
 
+		snprintf(msg, sizeof(msg), "%s", db->errmsg);
+		cerr = kheo_batch_commit(db);
 		if (err == KHEO_OK)
 			err = cerr;
-		if (cerr < 0)
-			kheo__rollback(db);
+		else
+			kheo__error(db, err, "%s", msg);
 	}
 done:
 	free(text);
