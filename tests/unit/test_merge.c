@@ -477,6 +477,53 @@ static void clock_never_goes_back_across_restarts(void **state)
 	node_close(&a);
 }
 
+static void clock_moves_past_what_it_applies(void **state)
+{
+	test_node a, b;
+	char id[KHEO_RECORD_HEX + 1];
+	json_t *r;
+
+	(void)state;
+	node_make(&a, "a", UNIT, KHEO_NODE_DEVICE);
+	node_make(&b, "b", UNIT, KHEO_NODE_DEVICE);
+	a.now += 3600 * 1000; /* a is an hour ahead (within 24 h: applied) */
+	model(&a, id);
+	node_set(&a, "model", id, "beneficiaries=1");
+	node_send(&a, &b, NULL);
+	/* b's wall clock is behind a's value, yet b's edit supersedes it:
+	 * its clock moved past what it applied (else the pred rule, pred
+	 * older than op, would refuse to seal it) */
+	node_set(&b, "model", id, "beneficiaries=2");
+	assert_int_equal(kheo_commit(b.db, NULL), KHEO_OK);
+	node_send(&b, &a, NULL);
+	r = node_get(&a, "model", id);
+	assert_int_equal(json_integer_value(json_object_get(r,
+				 "beneficiaries")), 2);
+	assert_null(json_object_get(r, "_conflicts"));
+	json_decref(r);
+	node_close(&a);
+	node_close(&b);
+}
+
+static void clock_counts_within_one_millisecond(void **state)
+{
+	test_node a;
+	char id[KHEO_RECORD_HEX + 1];
+	int i;
+
+	(void)state;
+	node_make(&a, "a", UNIT, KHEO_NODE_DEVICE);
+	/* the wall clock stands still: every op still gets its own clock
+	 * (the counter), or sealing would refuse clocks that do not rise */
+	model(&a, id);
+	for (i = 0; i < 50; i++)
+		node_set(&a, "model", id, i % 2 ? "status=building"
+						  : "status=review");
+	assert_int_equal(kheo_commit(a.db, NULL), KHEO_OK);
+	assert_int_equal(kheo_verify(a.db), KHEO_OK);
+	node_close(&a);
+}
+
 static void restored_copy_refuses_to_sign(void **state)
 {
 	test_node a, copy;
@@ -563,6 +610,10 @@ int main(void)
 		cmocka_unit_test_teardown(forged_changeset_goes_to_quarantine,
 			teardown),
 		cmocka_unit_test_teardown(clock_never_goes_back_across_restarts,
+			teardown),
+		cmocka_unit_test_teardown(clock_moves_past_what_it_applies,
+			teardown),
+		cmocka_unit_test_teardown(clock_counts_within_one_millisecond,
 			teardown),
 		cmocka_unit_test_teardown(restored_copy_refuses_to_sign,
 			teardown),
