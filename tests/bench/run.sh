@@ -1,0 +1,55 @@
+#!/bin/sh
+# run.sh - what `make bench` runs after building bench_proto: make the
+# traces, then measure proto/ on each.
+#
+#   sh tests/bench/run.sh [BUILD]
+#
+# Traces come from gen_trace.py in ../shared/bench (relative to the repo
+# root; KHEO_SHARED overrides that folder).  Same arguments and seed give a
+# byte-identical file, so a trace is kept in $BUILD/bench and made again only
+# when its arguments or the generator change.  The medium trace is the one
+# DESIGN.md's targets name; the large one (10x the records) shows how the
+# figures scale, and is skipped with KHEO_BENCH_LARGE=0.
+#
+# Figures only: nothing here fails on timing.  A non-zero exit means a
+# changeset failed to encode, open, verify or re-encode identically.
+set -eu
+
+BUILD=${1:-build}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+shared=${KHEO_SHARED:-$root/../shared}
+gen=$shared/bench/gen_trace.py
+out=$BUILD/bench
+bin=$out/bench_proto
+
+[ -f "$gen" ] || { echo "run.sh: $gen not found (set KHEO_SHARED)" >&2; exit 1; }
+[ -x "$bin" ] || { echo "run.sh: $bin not built (make bench)" >&2; exit 1; }
+mkdir -p "$out"
+
+# trace NAME ARGS...: make $out/NAME.jsonl unless it is up to date.
+trace() {
+	name=$1
+	shift
+	file=$out/$name.jsonl
+	if [ -s "$file" ] && [ -z "$(find "$gen" -newer "$file")" ] &&
+	   [ "$(cat "$file.args" 2>/dev/null)" = "$*" ]; then
+		return 0
+	fi
+	echo "run.sh: generating $file"
+	python3 "$gen" "$@" --out "$file.tmp" 2>"$out/$name.counts"
+	mv "$file.tmp" "$file"
+	echo "$*" >"$file.args"
+}
+
+common="--districts 8 --devices 10 --edits 3 --conflict-rate 0.05 --delete-rate 0.02 --seed 42"
+
+# shellcheck disable=SC2086 # $common is a word list on purpose
+trace medium --records 100 $common
+"$bin" "$out/medium.jsonl" "medium trace (--records 100)"
+
+if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
+	# shellcheck disable=SC2086
+	trace large --records 1000 $common
+	echo
+	"$bin" "$out/large.jsonl" "large trace (--records 1000)"
+fi
