@@ -655,10 +655,13 @@ static int own(seal_state *s, void *p)
 static int collapse(seal_state *s)
 {
 	reg_map m = { NULL, 1 };
-	size_t i, j;
+	size_t i, j, entries = 16;
 	int err = KHEO_OK;
 
-	while (m.cap < 4 * s->n + 16)
+	/* one entry per (record, field) written: a put writes many */
+	for (i = 0; i < s->n; i++)
+		entries += s->pending[i]->ops[0].nfields + 1;
+	while (m.cap < 2 * entries)
 		m.cap *= 2;
 	s->ops = kheo__malloc((s->n ? s->n : 1) * sizeof(*s->ops));
 	s->alive = kheo__malloc((s->n ? s->n : 1) * sizeof(*s->alive));

@@ -290,6 +290,43 @@ static void sealing_collapses_sets_but_keeps_their_preds(void **state)
 	node_close(&b);
 }
 
+static void sealing_a_large_batch_of_puts(void **state)
+{
+	test_node a, b;
+	kheo_assign f[] = {
+		{ "name", KHEO_ASSIGN_SET, "Mô hình" },
+		{ "unit", KHEO_ASSIGN_SET, UNIT },
+		{ "kind", KHEO_ASSIGN_SET, "collective" },
+		{ "field", KHEO_ASSIGN_SET, "economy" },
+		{ "level", KHEO_ASSIGN_SET, "commune" },
+		{ "status", KHEO_ASSIGN_SET, "registered" },
+		{ "year", KHEO_ASSIGN_SET, "2024" },
+		{ "beneficiaries", KHEO_ASSIGN_SET, "12" },
+		{ "lat", KHEO_ASSIGN_SET, "12.5" },
+		{ "lon", KHEO_ASSIGN_SET, "107.7" },
+	};
+	size_t sealed = 0;
+	int i;
+
+	(void)state;
+	node_make(&a, "a", UNIT, KHEO_NODE_DEVICE);
+	node_make(&b, "b", UNIT, KHEO_NODE_DEVICE);
+	/* many fields written in one batch: the sealer's map of written
+	 * registers must hold them all (it once filled up and spun) */
+	assert_int_equal(kheo_batch_begin(a.db), KHEO_OK);
+	for (i = 0; i < 300; i++)
+		assert_int_equal(kheo_put(a.db, NULL, "model", NULL, f, 10),
+			KHEO_OK);
+	assert_int_equal(kheo_batch_commit(a.db), KHEO_OK);
+	assert_int_equal(kheo_commit(a.db, &sealed), KHEO_OK);
+	assert_int_equal(sealed, 1);
+	node_send(&a, &b, NULL);
+	assert_int_equal(count_live(&b), 300);
+	assert_string_equal(node_digest(&a, NULL), node_digest(&b, NULL));
+	node_close(&a);
+	node_close(&b);
+}
+
 static void equivocation_applies_both_and_flags_the_key(void **state)
 {
 	test_node a, clone, hub;
@@ -602,6 +639,8 @@ int main(void)
 			sealing_keeps_the_state_and_collapses_edits, teardown),
 		cmocka_unit_test_teardown(
 			sealing_collapses_sets_but_keeps_their_preds, teardown),
+		cmocka_unit_test_teardown(sealing_a_large_batch_of_puts,
+			teardown),
 		cmocka_unit_test_teardown(
 			equivocation_applies_both_and_flags_the_key, teardown),
 		cmocka_unit_test_teardown(gap_is_held_until_filled, teardown),
