@@ -455,15 +455,13 @@ int kheo__apply_frames(kheo_db *db, const uint8_t *const *frames,
 			goto fail;
 		batch_ops += st->ops - before;
 		if (batch_ops >= KHEO_APPLY_BATCH_OPS && i + 1 < n) {
-			if ((err = kheo__flush_dirty(db)) < 0 ||
-			    (err = kheo__commit_tx(db)) < 0 ||
+			if ((err = kheo__commit_tx(db)) < 0 ||
 			    (err = kheo__begin(db)) < 0)
 				goto fail;
 			batch_ops = 0;
 		}
 	}
-	if ((err = kheo__flush_dirty(db)) < 0 ||
-	    (err = kheo__commit_tx(db)) < 0)
+	if ((err = kheo__commit_tx(db)) < 0)
 		goto fail;
 	return KHEO_OK;
 fail:

@@ -89,11 +89,33 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" FROM kheo_op o WHERE rid = ?1 AND NOT EXISTS (SELECT 1 FROM"
 		" kheo_pred p WHERE p.rid = o.rid AND p.field = o.field AND"
 		" p.clock = o.clock AND p.author = o.author)"
-		" ORDER BY field, clock DESC, author DESC, cs DESC",
+		" ORDER BY field, clock, author, cs",
 	[ST_DIRTY_ADD] =
 		"INSERT OR IGNORE INTO temp.kheo_dirty(rid) VALUES(?1)",
 	[ST_PENDING_INSERT] =
 		"INSERT INTO kheo_pending(unit, op) VALUES(?1, ?2)",
+	[ST_SAVEPOINT] = "SAVEPOINT kheo_call",
+	[ST_RELEASE] = "RELEASE kheo_call",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO kheo_call",
+	[ST_DIRTY_LIST] = "SELECT rid FROM temp.kheo_dirty",
+	[ST_DIRTY_CLEAR] = "DELETE FROM temp.kheo_dirty",
+#define LIVE_IDS(extra) \
+	"SELECT DISTINCT clock, author FROM kheo_op o WHERE rid = ?1" extra \
+	" AND NOT EXISTS (SELECT 1 FROM kheo_pred p WHERE p.rid = o.rid AND" \
+	" p.field = o.field AND p.clock = o.clock AND p.author = o.author)" \
+	" ORDER BY clock, author"
+	[ST_LIVE_IDS_ALL] = LIVE_IDS(""),
+	[ST_LIVE_IDS_FIELD] = LIVE_IDS(" AND field = ?2"),
+	[ST_LIVE_IDS_MEMBER] = LIVE_IDS(" AND field = ?2 AND kind = 3 AND"
+		" vtype = ?3 AND value = ?4"),
+#undef LIVE_IDS
+	[ST_UNSEEN] =
+		"SELECT count(*) FROM kheo_op o WHERE rid = ?1 AND"
+		" field != '_deleted' AND NOT EXISTS (SELECT 1 FROM kheo_pred p"
+		" WHERE p.rid = o.rid AND p.field = o.field AND p.clock ="
+		" o.clock AND p.author = o.author) AND NOT EXISTS (SELECT 1"
+		" FROM kheo_seen s WHERE s.rid = o.rid AND s.clock = o.clock"
+		" AND s.author = o.author)",
 };
 
 static const char store_sql[] =
@@ -281,8 +303,10 @@ int kheo__begin(kheo_db *db)
 	int err;
 
 	if (db->in_tx) {
-		if ((err = kheo__exec(db, "SAVEPOINT kheo_call")) < 0)
-			return err;
+		sqlite3_stmt *st = kheo__stmt(db, ST_SAVEPOINT);
+
+		if (!st || (err = kheo__step_done(db, st, "savepoint")) < 0)
+			return st ? err : KHEO_ERROR;
 		db->savepoints++;
 		return KHEO_OK;
 	}
@@ -297,10 +321,15 @@ int kheo__commit_tx(kheo_db *db)
 	int err;
 
 	if (db->savepoints) {
+		sqlite3_stmt *st = kheo__stmt(db, ST_RELEASE);
+
 		db->savepoints--;
-		return kheo__exec(db, "RELEASE kheo_call");
+		return st ? kheo__step_done(db, st, "release") : KHEO_ERROR;
 	}
-	if ((err = kheo__clock_save(db)) < 0)
+	/* the materialised tables catch up once per transaction, however
+	 * many edits or changesets it holds */
+	if ((err = kheo__flush_dirty(db)) < 0 ||
+	    (err = kheo__clock_save(db)) < 0)
 		return err;
 	if ((err = kheo__exec(db, "COMMIT")) < 0)
 		return err;
@@ -311,9 +340,13 @@ int kheo__commit_tx(kheo_db *db)
 void kheo__rollback(kheo_db *db)
 {
 	if (db->savepoints) {
+		sqlite3_stmt *st;
+
 		db->savepoints--;
-		sqlite3_exec(db->sql, "ROLLBACK TO kheo_call; RELEASE kheo_call",
-			NULL, NULL, NULL);
+		if ((st = kheo__stmt(db, ST_ROLLBACK_TO)))
+			sqlite3_step(st);
+		if ((st = kheo__stmt(db, ST_RELEASE)))
+			sqlite3_step(st);
 		return;
 	}
 	if (db->in_tx) {
@@ -475,7 +508,7 @@ int kheo__prepare_upserts(kheo_db *db)
 
 		kheo_buf_reset(&sql);
 		snprintf(part, sizeof(part),
-			"INSERT OR REPLACE INTO \"%s\"(id, _unit, _deleted, "
+			"INSERT INTO \"%s\"(id, _unit, _deleted, "
 			"_conflicts", t->name);
 		kheo_buf_put(&sql, part, strlen(part));
 		for (j = 0; j < t->nfields; j++) {
@@ -486,7 +519,18 @@ int kheo__prepare_upserts(kheo_db *db)
 		kheo_buf_put(&sql, ") VALUES(?, ?, ?, ?", 19);
 		for (j = 0; j < t->nfields; j++)
 			kheo_buf_put(&sql, ", ?", 3);
-		kheo_buf_put(&sql, ")", 2);
+		/* an upsert rewrites the row in place: cheaper than the
+		 * delete and insert of INSERT OR REPLACE */
+		kheo_buf_put(&sql, ") ON CONFLICT(id) DO UPDATE SET "
+			"_unit = excluded._unit, _deleted = excluded._deleted, "
+			"_conflicts = excluded._conflicts", 118);
+		for (j = 0; j < t->nfields; j++) {
+			snprintf(part, sizeof(part),
+				", \"%s\" = excluded.\"%s\"",
+				t->fields[j].name, t->fields[j].name);
+			kheo_buf_put(&sql, part, strlen(part));
+		}
+		kheo_buf_put(&sql, "", 1);
 		if (sql.oom) {
 			kheo_buf_free(&sql);
 			return KHEO_ENOMEM;
@@ -653,6 +697,7 @@ static int sql_open(kheo_db *db, int create)
 				  "PRAGMA synchronous=FULL;"
 				  "PRAGMA foreign_keys=OFF;"
 				  "PRAGMA temp_store=MEMORY;"
+				  "PRAGMA cache_size=-16384;"
 				  "CREATE TEMP TABLE IF NOT EXISTS kheo_dirty("
 				  "rid BLOB PRIMARY KEY) WITHOUT ROWID;")) < 0)
 		return err;

@@ -307,8 +307,7 @@ KHEO_EXTERN int kheo_put(kheo_db *db, char id_out[KHEO_RECORD_HEX + 1],
 		if ((err = add_pending(db, &add, unit)) < 0)
 			goto fail;
 	}
-	if ((err = kheo__flush_dirty(db)) < 0 ||
-	    (err = kheo__commit_tx(db)) < 0)
+	if ((err = kheo__commit_tx(db)) < 0)
 		goto fail;
 	if (id_out)
 		kheo_hex(id_out, rid, KHEO_RECORD_SIZE);
@@ -417,8 +416,7 @@ KHEO_EXTERN int kheo_set(kheo_db *db, const char *table, const char *id,
 		if (err < 0)
 			goto fail;
 	}
-	if ((err = kheo__flush_dirty(db)) < 0 ||
-	    (err = kheo__commit_tx(db)) < 0)
+	if ((err = kheo__commit_tx(db)) < 0)
 		goto fail;
 	goto done;
 fail:
@@ -459,7 +457,6 @@ KHEO_EXTERN int kheo_delete(kheo_db *db, const char *table, const char *id)
 	 * not see can be told apart (and shown) later */
 	if ((err = op_with_pred(db, &op, &pred, &keys, rid, NULL, NULL)) < 0 ||
 	    (err = add_pending(db, &op, unit)) < 0 ||
-	    (err = kheo__flush_dirty(db)) < 0 ||
 	    (err = kheo__commit_tx(db)) < 0)
 		goto fail;
 	goto done;
@@ -869,7 +866,6 @@ int kheo__seal(kheo_db *db, size_t *sealed)
 			made++;
 		}
 	}
-	err = kheo__flush_dirty(db);
 	if (sealed)
 		*sealed = made;
 done:

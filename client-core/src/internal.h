@@ -39,6 +39,10 @@ typedef enum kheo_stmt_id {
 	ST_OP_INSERT, ST_PRED_INSERT, ST_SEEN_INSERT,
 	ST_LIVE_OPS, ST_DIRTY_ADD,
 	ST_PENDING_INSERT,
+	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+	ST_DIRTY_LIST, ST_DIRTY_CLEAR,
+	ST_LIVE_IDS_ALL, ST_LIVE_IDS_FIELD, ST_LIVE_IDS_MEMBER,
+	ST_UNSEEN,
 	ST_COUNT
 } kheo_stmt_id;
 
@@ -147,7 +151,8 @@ typedef struct kheo_live_set {
 	int exists;
 } kheo_live_set;
 
-/* Every live op of a record, sorted by field, then op id descending. */
+/* Every live op of a record, sorted by field, then op id descending (the
+ * register's winner first). */
 int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid);
 void kheo__live_free(kheo_live_set *s);
 

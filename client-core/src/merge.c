@@ -316,6 +316,24 @@ int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid)
 		kheo__live_free(out);
 		return kheo__sqlerr(db, rc, "live ops");
 	}
+	/* rows come in key order (no sort in SQLite); give each field's
+	 * values greatest op id first, the winner's place */
+	{
+		size_t i = 0, j, a, b;
+
+		while (i < out->n) {
+			for (j = i; j < out->n &&
+			     strcmp(out->v[j].field, out->v[i].field) == 0;)
+				j++;
+			for (a = i, b = j - 1; a < b; a++, b--) {
+				kheo_live t = out->v[a];
+
+				out->v[a] = out->v[b];
+				out->v[b] = t;
+			}
+			i = j;
+		}
+	}
 	return KHEO_OK;
 nomem:
 	sqlite3_reset(st);
@@ -327,7 +345,6 @@ int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 	uint8_t (**keys)[KHEO_KEY_SIZE], const uint8_t *rid, const char *field,
 	const kheo_value *member)
 {
-	char sql[512];
 	sqlite3_stmt *st;
 	size_t cap = 0;
 	int rc;
@@ -335,16 +352,10 @@ int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 	*out = NULL;
 	*keys = NULL;
 	*n = 0;
-	snprintf(sql, sizeof(sql),
-		"SELECT DISTINCT clock, author FROM kheo_op o WHERE rid = ?1"
-		" %s %s AND NOT EXISTS (SELECT 1 FROM kheo_pred p WHERE"
-		" p.rid = o.rid AND p.field = o.field AND p.clock = o.clock"
-		" AND p.author = o.author) ORDER BY clock, author",
-		field ? "AND field = ?2" : "",
-		member ? "AND kind = 3 AND vtype = ?3 AND value = ?4" : "");
-	rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return kheo__sqlerr(db, rc, "live ids");
+	st = kheo__stmt(db, member ? ST_LIVE_IDS_MEMBER :
+			    field ? ST_LIVE_IDS_FIELD : ST_LIVE_IDS_ALL);
+	if (!st)
+		return KHEO_ERROR;
 	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
 	if (field)
 		sqlite3_bind_text(st, 2, field, -1, SQLITE_STATIC);
@@ -376,7 +387,7 @@ int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 		(*out)[*n].key = (*keys)[*n];
 		(*n)++;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		kheo__free(*out);
 		kheo__free(*keys);
@@ -461,23 +472,15 @@ static void bind_column(sqlite3_stmt *st, int col, const kheo_value *v)
 /* Edits the winning delete did not see: a conflict to show. */
 static int unseen_edits(kheo_db *db, const uint8_t *rid, int *count)
 {
-	static const char sql[] =
-		"SELECT count(*) FROM kheo_op o WHERE rid = ?1 AND"
-		" field != '_deleted' AND NOT EXISTS (SELECT 1 FROM kheo_pred p"
-		" WHERE p.rid = o.rid AND p.field = o.field AND p.clock ="
-		" o.clock AND p.author = o.author) AND NOT EXISTS (SELECT 1"
-		" FROM kheo_seen s WHERE s.rid = o.rid AND s.clock = o.clock"
-		" AND s.author = o.author)";
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = kheo__stmt(db, ST_UNSEEN);
 	int rc;
 
-	rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return kheo__sqlerr(db, rc, "unseen edits");
+	if (!st)
+		return KHEO_ERROR;
 	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	*count = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? KHEO_OK : kheo__sqlerr(db, rc, "unseen");
 }
 
@@ -553,6 +556,11 @@ static int materialise(kheo_db *db, const uint8_t *rid)
 			if (live.v[i].kind == KHEO_OP_ADD && !live.v[i].foreign &&
 			    strcmp(live.v[i].field, t->fields[fi].name) == 0)
 				members[nm++] = &live.v[i].value;
+		if (nm == 0) {
+			sqlite3_bind_text(st, 5 + (int)fi, "[]", 2,
+				SQLITE_STATIC);
+			continue;
+		}
 		if (nm > 1)
 			qsort(members, nm, sizeof(*members), member_cmp);
 		arr = json_array();
@@ -588,25 +596,25 @@ done:
 
 int kheo__flush_dirty(kheo_db *db)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = kheo__stmt(db, ST_DIRTY_LIST);
 	int rc, err = KHEO_OK;
 
-	rc = sqlite3_prepare_v2(db->sql, "SELECT rid FROM temp.kheo_dirty",
-		-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return kheo__sqlerr(db, rc, "dirty");
+	if (!st)
+		return KHEO_ERROR;
 	while (err == KHEO_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint8_t rid[KHEO_RECORD_SIZE];
 
 		memcpy(rid, sqlite3_column_blob(st, 0), KHEO_RECORD_SIZE);
 		err = materialise(db, rid);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (err < 0)
 		return err;
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return kheo__sqlerr(db, rc, "dirty");
-	return kheo__exec(db, "DELETE FROM temp.kheo_dirty");
+	if (!(st = kheo__stmt(db, ST_DIRTY_CLEAR)))
+		return KHEO_ERROR;
+	return kheo__step_done(db, st, "dirty");
 }
 
 /* ---------------------------------------------------------------- digest */

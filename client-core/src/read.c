@@ -276,6 +276,8 @@ KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 	*out = NULL;
 	if (!(t = kheo_schema_table(db->schema, table)))
 		return kheo__error(db, KHEO_EINVAL, "no table \"%s\"", table);
+	if (db->in_tx && (err = kheo__flush_dirty(db)) < 0)
+		return err;
 	vals = kheo__calloc(nwhere ? nwhere : 1, sizeof(*vals));
 	v = kheo__calloc(nwhere ? nwhere : 1, sizeof(*v));
 	if (!vals || !v) {
@@ -410,12 +412,16 @@ KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out)
 
 KHEO_EXTERN int kheo_conflicts_json(kheo_db *db, char **out)
 {
-	json_t *arr = json_array();
+	json_t *arr;
 	size_t ti;
 	int err = KHEO_OK;
 
 	kheo__clear(db);
 	*out = NULL;
+	/* inside a batch the tables wait for its commit: catch up first */
+	if (db->in_tx && (err = kheo__flush_dirty(db)) < 0)
+		return err;
+	arr = json_array();
 	for (ti = 0; ti < db->schema->ntables && err == KHEO_OK; ti++) {
 		const char *tname = db->schema->tables[ti].name;
 		char sql[160];

@@ -171,8 +171,7 @@ KHEO_EXTERN int kheo_verify(kheo_db *db)
 	if ((err = replay(db, scratch, &count)) < 0 ||
 	    (err = replay_pending(db, scratch)) < 0)
 		goto done;
-	if ((err = kheo__flush_dirty(scratch)) < 0 ||
-	    (err = kheo__commit_tx(scratch)) < 0) {
+	if ((err = kheo__commit_tx(scratch)) < 0) {
 		kheo__error(db, err, "rebuild: %s", kheo_errmsg(scratch));
 		goto done;
 	}

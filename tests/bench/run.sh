@@ -1,6 +1,7 @@
 #!/bin/sh
-# run.sh - what `make bench` runs after building bench_proto: make the
-# traces, then measure proto/ on each.
+# run.sh - what `make bench` runs after building bench_proto and
+# bench_core: make the traces, then measure proto/ on each, and libkheo's
+# edit and receive rates on the medium one.
 #
 #   sh tests/bench/run.sh [BUILD]
 #
@@ -46,6 +47,13 @@ common="--districts 8 --devices 10 --edits 3 --conflict-rate 0.05 --delete-rate 
 # shellcheck disable=SC2086 # $common is a word list on purpose
 trace medium --records 100 $common
 "$bin" "$out/medium.jsonl" "medium trace (--records 100)"
+
+# libkheo: local edits against plain SQLite, receive and merge at a hub
+echo
+echo "== libkheo on the medium trace"
+rm -rf "$out/core"
+"$out/bench_core" "$out/medium.jsonl" "$out/core"
+rm -rf "$out/core"
 
 if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	# shellcheck disable=SC2086
