@@ -164,8 +164,8 @@ DEMO_BIN = $(BUILD)/demo_proto
 $(DEMO_BIN): tests/demo_proto.c $(BUILD)/libkheo.a | deps
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-demo: $(DEMO_BIN) | deps
-	$(DEMO_BIN)
+demo: $(DEMO_BIN) $(BUILD)/kheo | deps
+	@sh tests/demo.sh $(BUILD)
 
 clean:
 	rm -rf build
