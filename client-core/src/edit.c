@@ -62,10 +62,15 @@ static const kheo_stable *find_table(kheo_db *db, const char *table)
 	return NULL;
 }
 
-/* A workflow field keeps every transition with its own clock. */
-static int is_workflow(const char *field)
+/* A workflow field (the schema says which) keeps every transition with
+ * its own clock: auditors ask when each step happened. */
+static int is_workflow(const kheo_db *db, const kheo_op *op)
 {
-	return strcmp(field, "status") == 0;
+	const kheo_stable *t = kheo_schema_table(db->schema, op->table);
+	const kheo_sfield *f = t ? kheo_schema_field(t, op->fields[0].name)
+				 : NULL;
+
+	return f && f->workflow;
 }
 
 /*
@@ -649,7 +654,7 @@ static int own(seal_state *s, void *p)
 	return KHEO_OK;
 }
 
-static int collapse(seal_state *s)
+static int collapse(const kheo_db *db, seal_state *s)
 {
 	reg_map m = { NULL, 1 };
 	size_t i, j, entries = 16;
@@ -680,8 +685,7 @@ static int collapse(seal_state *s)
 				map_set(&m, y->record, y->fields[j].name, i);
 			continue;
 		}
-		if (y->kind != KHEO_OP_SET ||
-		    is_workflow(y->fields[0].name) ||
+		if (y->kind != KHEO_OP_SET || is_workflow(db, y) ||
 		    strcmp(y->fields[0].name, "_deleted") == 0)
 			continue;
 		hit = map_find(&m, y->record, y->fields[0].name);
@@ -831,7 +835,7 @@ int kheo__seal(kheo_db *db, size_t *sealed)
 		*sealed = 0;
 	if ((err = load_pending(db, &s)) < 0 || s.n == 0)
 		goto done;
-	if ((err = need_signer(db)) < 0 || (err = collapse(&s)) < 0 ||
+	if ((err = need_signer(db)) < 0 || (err = collapse(db, &s)) < 0 ||
 	    (err = unmerge_pending(db, &s)) < 0)
 		goto done;
 	if (!(batch = kheo__malloc(s.n * sizeof(*batch)))) {

@@ -996,8 +996,8 @@ static int parse_field(parser *ps, json_t *obj, const kheo_stable *t,
 	size_t index, kheo_sfield *f)
 {
 	static const char *const keys[] = { "name", "type", "set", "required",
-		"fixed", "min", "max", "values", "ref", "vi", "en", "note",
-		NULL };
+		"fixed", "workflow", "min", "max", "values", "ref", "vi", "en",
+		"note", NULL };
 	const char *ref;
 	numtext lo, hi;
 	size_t i, n;
@@ -1021,6 +1021,7 @@ static int parse_field(parser *ps, json_t *obj, const kheo_stable *t,
 	    (rc = get_bool(ps, obj, "set", &f->is_set)) < 0 ||
 	    (rc = get_bool(ps, obj, "required", &f->required)) < 0 ||
 	    (rc = get_bool(ps, obj, "fixed", &f->fixed)) < 0 ||
+	    (rc = get_bool(ps, obj, "workflow", &f->workflow)) < 0 ||
 	    (rc = parse_bound(ps, obj, "min", f, &f->has_min, &f->min)) < 0 ||
 	    (rc = parse_bound(ps, obj, "max", f, &f->has_max, &f->max)) < 0 ||
 	    (rc = parse_values(ps, obj, f)) < 0 ||
@@ -1035,6 +1036,8 @@ static int parse_field(parser *ps, json_t *obj, const kheo_stable *t,
 			"after the record is made)");
 	if (f->is_set && f->fixed)
 		return perr(ps, "a set cannot be fixed");
+	if (f->workflow && (f->is_set || f->fixed))
+		return perr(ps, "a workflow field is a plain field that changes");
 	if ((rc = get_string(ps, obj, "ref", f->type == KHEO_F_REF, &ref,
 		     &n)) < 0)
 		return rc;

@@ -36,6 +36,7 @@ typedef struct kheo_sfield {
 	int is_set;            /* a set of members of `type` (add/remove) */
 	int required;          /* must be given at put */
 	int fixed;             /* may not be set after put (e.g. unit) */
+	int workflow;          /* every change kept at sealing (status) */
 	int has_min, has_max;  /* INT, REAL: bounds on the value; */
 	double min, max;       /* TEXT: bounds on the length in code points */
 	const char *const *values; /* ENUM: allowed values */
