@@ -80,9 +80,13 @@ static int write_file(kheo_db *db, const char *path, const kheo_buf *b)
 		return kheo__error(db, KHEO_EIO, "%s: %s", tmp,
 			strerror(errno));
 	}
-	if (rename(tmp, path) != 0)
+	if (rename(tmp, path) != 0) {
+		int saved = errno;
+
+		remove(tmp);
 		return kheo__error(db, KHEO_EIO, "%s: %s", path,
-			strerror(errno));
+			strerror(saved));
+	}
 	return KHEO_OK;
 }
 

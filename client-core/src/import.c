@@ -72,8 +72,12 @@ static int import_put(kheo_db *db, json_t *line, kheo_import_stats *st)
 				"field %s is not a scalar", k);
 		n++;
 	}
-	st->puts++;
-	return kheo_put(db, NULL, table, id, a, n);
+	{
+		int err = kheo_put(db, NULL, table, id, a, n);
+
+		st->puts += err == KHEO_OK;
+		return err;
+	}
 }
 
 /* Is the record here and alive?  (Trace semantics: else a no-op.) */
@@ -114,8 +118,10 @@ static int import_line(kheo_db *db, json_t *line, kheo_import_stats *st)
 			return KHEO_OK;
 		}
 		if (op[0] == 'd') {
-			st->deletes++;
-			return kheo_delete(db, table, id);
+			int err = kheo_delete(db, table, id);
+
+			st->deletes += err == KHEO_OK;
+			return err;
 		}
 		if (!field || scalar_text(json_object_get(line, "value"), buf,
 				      sizeof(buf), &a.value) < 0)
@@ -123,8 +129,12 @@ static int import_line(kheo_db *db, json_t *line, kheo_import_stats *st)
 				"set needs a field and a scalar value");
 		a.field = field;
 		a.op = KHEO_ASSIGN_SET;
-		st->sets++;
-		return kheo_set(db, table, id, &a, 1);
+		{
+			int err = kheo_set(db, table, id, &a, 1);
+
+			st->sets += err == KHEO_OK;
+			return err;
+		}
 	}
 	st->skipped++; /* topology, sync, end */
 	return KHEO_OK;

@@ -244,6 +244,20 @@ int kheo__merge_changeset(kheo_db *db, const kheo_changeset *cs,
 
 /* ------------------------------------------------------------- live ops */
 
+static int value_cmp(const kheo_value *a, const kheo_value *b);
+
+/*
+ * Equal op ids with different content happen only under equivocation (a
+ * cloned device with the same key and clock).  Order them by content, never
+ * by arrival, so that every node picks the same winner and digest.
+ */
+static int same_id_cmp(const kheo_live *a, const kheo_live *b)
+{
+	if (a->kind != b->kind)
+		return a->kind - b->kind;
+	return value_cmp(&a->value, &b->value);
+}
+
 void kheo__live_free(kheo_live_set *s)
 {
 	size_t i;
@@ -316,11 +330,27 @@ int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid)
 		kheo__live_free(out);
 		return kheo__sqlerr(db, rc, "live ops");
 	}
-	/* rows come in key order (no sort in SQLite); give each field's
-	 * values greatest op id first, the winner's place */
+	/* rows come in key order (no sort in SQLite; equal op ids in arrival
+	 * order): settle ties by content, then give each field's values
+	 * greatest op id first, the winner's place */
 	{
 		size_t i = 0, j, a, b;
 
+		for (i = 1; i < out->n; i++) /* insertion sort: runs are tiny */
+			for (j = i; j > 0; j--) {
+				kheo_live *x = &out->v[j - 1], *y = &out->v[j];
+				kheo_live t;
+
+				if (strcmp(x->field, y->field) != 0 ||
+				    x->clock != y->clock ||
+				    memcmp(x->author, y->author, KHEO_KEY_SIZE) ||
+				    same_id_cmp(x, y) <= 0)
+					break;
+				t = *x;
+				*x = *y;
+				*y = t;
+			}
+		i = 0;
 		while (i < out->n) {
 			for (j = i; j < out->n &&
 			     strcmp(out->v[j].field, out->v[i].field) == 0;)
