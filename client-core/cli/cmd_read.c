@@ -96,6 +96,13 @@ int cmd_ls(cli *c)
 	if (!where)
 		return EXIT_REFUSED;
 	for (i = 2; i < c->argc; i++) {
+		if (strcmp(c->argv[i], "--search") == 0) {
+			free(where);
+			fprintf(stderr, "kheo ls --search: not in this build "
+				"yet (Vietnamese folding comes with the "
+				"reports work)\n");
+			return EXIT_USAGE;
+		}
 		if (strcmp(c->argv[i], "--where") != 0 || i + 1 == c->argc ||
 		    cli_assign(c->argv[i + 1], &where[n]) < 0 ||
 		    where[n].op != KHEO_ASSIGN_SET) {
