@@ -21,6 +21,7 @@ TOOLS="
 pkg-config:pkg-config
 cc:gcc
 python3:python3
+pgrep:procps
 "
 
 missing=""
