@@ -722,7 +722,7 @@ KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
 	struct stat sb;
 	kheo_db *db;
 	char *path;
-	int err;
+	int err, key_written = 0, committed = 0;
 
 	if ((err = handle_new(out, dir, opts)) < 0)
 		return err;
@@ -795,8 +795,10 @@ KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
 	 * never a node without its key. */
 	if ((err = key_write(db, sk, install)) < 0)
 		goto done;
+	key_written = 1;
 	if ((err = kheo__commit_tx(db)) < 0)
 		goto done;
+	committed = 1;
 	if ((err = kheo__prepare_upserts(db)) < 0)
 		goto done;
 	if (!(db->sk = sodium_malloc(KHEO_SECRET_SIZE))) {
@@ -806,8 +808,28 @@ KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
 	memcpy(db->sk, sk, KHEO_SECRET_SIZE);
 done:
 	sodium_memzero(sk, sizeof(sk));
-	if (err < 0)
+	if (err < 0 && !committed) {
+		/* leave no half-made node behind: a retry must not find a
+		 * database that "already holds a node", nor a key without one */
+		static const char *const files[] = { DB_FILE, DB_FILE "-wal",
+			DB_FILE "-shm", KEY_FILE };
+		size_t i;
+
 		kheo__rollback(db);
+		for (i = 0; i < ST_COUNT; i++) {
+			sqlite3_finalize(db->stmt[i]);
+			db->stmt[i] = NULL;
+		}
+		sqlite3_close(db->sql);
+		db->sql = NULL;
+		for (i = 0; i < 3 + (size_t)key_written; i++) {
+			char *p = path_join(dir, files[i]);
+
+			if (p)
+				unlink(p);
+			kheo__free(p);
+		}
+	}
 	return err;
 }
 
