@@ -163,6 +163,9 @@ int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 	uint8_t (**keys)[KHEO_KEY_SIZE], const uint8_t *rid, const char *field,
 	const kheo_value *member);
 
+/* The value as JSON (jansson), for set columns and reads. */
+struct json_t *kheo__value_json(const kheo_value *v);
+
 /* The value as SQLite sees it, and back. */
 void kheo__bind_value(sqlite3_stmt *st, int col, const kheo_value *v);
 void kheo__column_value(sqlite3_stmt *st, int col, int vtype,

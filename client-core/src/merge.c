@@ -432,9 +432,11 @@ int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 
 /* --------------------------------------------------------- materialising */
 
-static json_t *member_json(const kheo_value *v)
+/* A value as JSON: what set columns hold and what reads print.  Hashes
+ * and short bytes as hex; long bytes as a placeholder. */
+json_t *kheo__value_json(const kheo_value *v)
 {
-	char hex[2 * KHEO_VALUE_MAX / 1024 + 1];
+	char hex[2 * 64 + 1];
 
 	switch (v->type) {
 	case KHEO_VAL_INT:
@@ -446,10 +448,8 @@ static json_t *member_json(const kheo_value *v)
 	case KHEO_VAL_TEXT:
 		return json_stringn((const char *)v->p, v->len);
 	case KHEO_VAL_HASH:
-		kheo_hex(hex, v->p, v->len);
-		return json_string(hex);
 	case KHEO_VAL_BYTES:
-		if (2 * v->len + 1 > sizeof(hex))
+		if (v->len > 64)
 			return json_string("(bytes)");
 		kheo_hex(hex, v->p, v->len);
 		return json_string(hex);
@@ -597,7 +597,7 @@ static int materialise(kheo_db *db, const uint8_t *rid)
 		for (i = 0; i < nm; i++)
 			if (i == 0 || value_cmp(members[i - 1], members[i]))
 				json_array_append_new(arr,
-					member_json(members[i]));
+					kheo__value_json(members[i]));
 		text = json_dumps(arr, JSON_COMPACT);
 		json_decref(arr);
 		if (!text) {

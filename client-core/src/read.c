@@ -50,27 +50,6 @@ static json_t *hex_json(const void *p, size_t n)
 	return json_string(hex);
 }
 
-static json_t *value_json(const kheo_value *v)
-{
-	switch (v->type) {
-	case KHEO_VAL_INT:
-		return json_integer(v->i);
-	case KHEO_VAL_REAL:
-		return json_real(v->r);
-	case KHEO_VAL_BOOL:
-		return json_boolean(v->b);
-	case KHEO_VAL_TEXT:
-		return json_stringn((const char *)v->p, v->len);
-	case KHEO_VAL_HASH:
-		return hex_json(v->p, v->len);
-	case KHEO_VAL_BYTES:
-		return v->len <= 64 ? hex_json(v->p, v->len)
-				    : json_string("(bytes)");
-	default:
-		return json_null();
-	}
-}
-
 /* Hand a JSON value to the caller as text. */
 static int dump(kheo_db *db, char **out, json_t *j)
 {
@@ -139,7 +118,7 @@ static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
 					json_object_set_new(dest, name, arr);
 				}
 				json_array_append_new(arr,
-					value_json(&live.v[j].value));
+					kheo__value_json(&live.v[j].value));
 				continue;
 			}
 			nreg++;
@@ -148,7 +127,7 @@ static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
 		}
 		if (win)
 			json_object_set_new(dest, name,
-				value_json(&win->value));
+				kheo__value_json(&win->value));
 		if (nreg > 1) {
 			json_t *vals = json_array();
 			size_t k;
@@ -160,7 +139,7 @@ static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
 					continue;
 				v = json_object();
 				json_object_set_new(v, "value",
-					value_json(&live.v[k].value));
+					kheo__value_json(&live.v[k].value));
 				json_object_set_new(v, "author",
 					hex_json(live.v[k].author,
 						KHEO_KEY_SIZE));
