@@ -84,12 +84,15 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SEEN_INSERT] =
 		"INSERT OR IGNORE INTO kheo_seen(rid, clock, author, pending)"
 		" VALUES(?1, ?2, ?3, ?4)",
-	[ST_LIVE_OPS] =
-		"SELECT field, kind, vtype, value, clock, author, unit"
-		" FROM kheo_op o WHERE rid = ?1 AND NOT EXISTS (SELECT 1 FROM"
-		" kheo_pred p WHERE p.rid = o.rid AND p.field = o.field AND"
-		" p.clock = o.clock AND p.author = o.author)"
-		" ORDER BY field, clock, author, cs",
+#define LIVE_OPS(extra) \
+	"SELECT field, kind, vtype, value, clock, author, unit" \
+	" FROM kheo_op o WHERE rid = ?1" extra " AND NOT EXISTS (SELECT 1" \
+	" FROM kheo_pred p WHERE p.rid = o.rid AND p.field = o.field AND" \
+	" p.clock = o.clock AND p.author = o.author)" \
+	" ORDER BY field, clock, author, cs"
+	[ST_LIVE_OPS] = LIVE_OPS(""),
+	[ST_LIVE_OPS_FIELD] = LIVE_OPS(" AND field = ?2"),
+#undef LIVE_OPS
 	[ST_DIRTY_ADD] =
 		"INSERT OR IGNORE INTO temp.kheo_dirty(rid) VALUES(?1)",
 	[ST_PENDING_INSERT] =

@@ -107,7 +107,9 @@ static int record_info(kheo_db *db, const uint8_t *rid, const char *table,
 	size_t i;
 	int err;
 
-	if ((err = kheo__live_ops(db, &live, rid)) < 0)
+	/* the record's facts and its _deleted register only: cheaper than
+	 * every field, and the same winner rule */
+	if ((err = kheo__live_ops(db, &live, rid, "_deleted")) < 0)
 		return err;
 	if (!live.exists || strcmp(live.tbl, table) != 0) {
 		char hex[2 * KHEO_RECORD_SIZE + 1];

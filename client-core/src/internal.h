@@ -37,7 +37,7 @@ typedef enum kheo_stmt_id {
 	ST_FLAG_INSERT,
 	ST_RECORD_GET, ST_RECORD_PUT,
 	ST_OP_INSERT, ST_PRED_INSERT, ST_SEEN_INSERT,
-	ST_LIVE_OPS, ST_DIRTY_ADD,
+	ST_LIVE_OPS, ST_LIVE_OPS_FIELD, ST_DIRTY_ADD,
 	ST_PENDING_INSERT,
 	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_DIRTY_LIST, ST_DIRTY_CLEAR,
@@ -151,9 +151,10 @@ typedef struct kheo_live_set {
 	int exists;
 } kheo_live_set;
 
-/* Every live op of a record, sorted by field, then op id descending (the
- * register's winner first). */
-int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid);
+/* Every live op of a record (of one field, or all when field is NULL),
+ * sorted by field, then op id descending (the register's winner first). */
+int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid,
+	const char *field);
 void kheo__live_free(kheo_live_set *s);
 
 /* Ids of a record's live ops of `field` (NULL: every field), sorted

@@ -268,7 +268,8 @@ void kheo__live_free(kheo_live_set *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid)
+int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid,
+	const char *field)
 {
 	sqlite3_stmt *st = kheo__stmt(db, ST_RECORD_GET);
 	int rc;
@@ -289,9 +290,11 @@ int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid)
 	}
 	sqlite3_reset(st);
 
-	if (!(st = kheo__stmt(db, ST_LIVE_OPS)))
+	if (!(st = kheo__stmt(db, field ? ST_LIVE_OPS_FIELD : ST_LIVE_OPS)))
 		return KHEO_ERROR;
 	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+	if (field)
+		sqlite3_bind_text(st, 2, field, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		kheo_live *l;
 		kheo_value v;
@@ -524,7 +527,7 @@ static int materialise(kheo_db *db, const uint8_t *rid)
 	size_t ti, fi, i;
 	int err, conflicts = 0, deleted = 0;
 
-	if ((err = kheo__live_ops(db, &live, rid)) < 0)
+	if ((err = kheo__live_ops(db, &live, rid, NULL)) < 0)
 		return err;
 	if (!live.exists)
 		goto done; /* no put yet: nothing to show */
@@ -689,7 +692,7 @@ static int digest_record(kheo_db *db, crypto_generichash_state *h,
 	size_t i;
 	int err;
 
-	if ((err = kheo__live_ops(db, &live, rid)) < 0)
+	if ((err = kheo__live_ops(db, &live, rid, NULL)) < 0)
 		return err;
 	if (live.n && !(members = kheo__malloc(live.n * sizeof(*members)))) {
 		kheo__live_free(&live);

@@ -78,7 +78,7 @@ static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
 	json_t *obj, *conflicts, *unknown;
 	size_t i, j;
 
-	if ((*err = kheo__live_ops(db, &live, rid)) < 0)
+	if ((*err = kheo__live_ops(db, &live, rid, NULL)) < 0)
 		return NULL;
 	if (!live.exists) {
 		kheo__live_free(&live);
