@@ -11,18 +11,11 @@
 /* Thread-local so parallel tests do not trip each other; test builds only. */
 static _Thread_local long fault_countdown;
 static _Thread_local int fault_sticky;
-static _Thread_local long fault_hits;
 
 void kheo__fault_set(long nth, int sticky)
 {
 	fault_countdown = nth;
 	fault_sticky = sticky;
-	fault_hits = 0;
-}
-
-long kheo__fault_hits(void)
-{
-	return fault_hits;
 }
 
 static int fault_now(void)
@@ -31,7 +24,6 @@ static int fault_now(void)
 		return 0;
 	if (--fault_countdown > 0)
 		return 0;
-	fault_hits++;
 	if (fault_sticky)
 		fault_countdown = 1;
 	return 1;

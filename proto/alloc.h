@@ -23,8 +23,6 @@ void kheo__free(void *p);
  * after it too when `sticky` is set.  0 turns injection off.  Per thread.
  */
 void kheo__fault_set(long nth, int sticky);
-/* How many allocations failed by injection since the last kheo__fault_set. */
-long kheo__fault_hits(void);
 #endif
 
 #endif

@@ -161,8 +161,6 @@ int kheo_utf8_valid(const uint8_t *p, size_t n);
 int kheo_name_valid(const char *p, size_t n);
 /* Is this a valid unit path ("_sys" or slug/slug/...)?  1 or 0. */
 int kheo_unit_valid(const char *p, size_t n);
-/* 1 if `unit` equals `prefix` or lies below it, else 0. */
-int kheo_unit_under(const char *unit, const char *prefix);
 
 /* ------------------------------------------------------------------ ops */
 

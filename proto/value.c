@@ -90,17 +90,6 @@ int kheo_unit_valid(const char *p, size_t n)
 	return 1;
 }
 
-int kheo_unit_under(const char *unit, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	if (n == 0)
-		return 1;
-	if (strncmp(unit, prefix, n) != 0)
-		return 0;
-	return unit[n] == '\0' || unit[n] == '/';
-}
-
 static uint64_t zigzag(int64_t v)
 {
 	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);

@@ -233,9 +233,23 @@ static void minimal_changeset_matches_the_spec(void **state)
 	kheo_buf_free(&enc);
 }
 
+static void version_macros_match_the_library(void **state)
+{
+	char want[32];
+
+	(void)state;
+	snprintf(want, sizeof(want), "%d.%d.%d", KHEO_VERSION_MAJOR,
+		KHEO_VERSION_MINOR, KHEO_VERSION_PATCH);
+	assert_string_equal(kheo_version(), want);
+	assert_string_equal(kheo_version(), KHEO_VERSION_STRING);
+	assert_int_equal(kheo_version_number(), KHEO_VERSION_NUMBER);
+	assert_string_equal(kheo_error_name(KHEO_EPROTO), "KHEO_EPROTO");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(version_macros_match_the_library),
 		cmocka_unit_test(keys_from_fixed_seeds),
 		cmocka_unit_test(sample_changeset_bytes_id_and_signature),
 		cmocka_unit_test(sample_frame_stored),
