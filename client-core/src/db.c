@@ -360,18 +360,19 @@ void kheo__rollback(kheo_db *db)
 
 /* ------------------------------------------------------------------ meta */
 
-int kheo__meta_get_text(kheo_db *db, const char *k, char *out, size_t n)
+/* Step the meta lookup of k: a statement on its row, or an error. */
+static int meta_row(kheo_db *db, const char *k, sqlite3_stmt **out)
 {
 	sqlite3_stmt *st = kheo__stmt(db, ST_META_GET);
 	int rc;
 
+	*out = NULL;
 	if (!st)
 		return KHEO_ERROR;
 	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
-		sqlite3_reset(st);
+		*out = st;
 		return KHEO_OK;
 	}
 	sqlite3_reset(st);
@@ -380,24 +381,28 @@ int kheo__meta_get_text(kheo_db *db, const char *k, char *out, size_t n)
 	return kheo__sqlerr(db, rc, "meta");
 }
 
+int kheo__meta_get_text(kheo_db *db, const char *k, char *out, size_t n)
+{
+	sqlite3_stmt *st;
+	int err;
+
+	if ((err = meta_row(db, k, &st)) < 0)
+		return err;
+	snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	return KHEO_OK;
+}
+
 int kheo__meta_get_int(kheo_db *db, const char *k, int64_t *out)
 {
-	sqlite3_stmt *st = kheo__stmt(db, ST_META_GET);
-	int rc;
+	sqlite3_stmt *st;
+	int err;
 
-	if (!st)
-		return KHEO_ERROR;
-	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-		sqlite3_reset(st);
-		return KHEO_OK;
-	}
+	if ((err = meta_row(db, k, &st)) < 0)
+		return err;
+	*out = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return kheo__error(db, KHEO_ENOTFOUND, "no %s in kheo_meta", k);
-	return kheo__sqlerr(db, rc, "meta");
+	return KHEO_OK;
 }
 
 int kheo__meta_set_text(kheo_db *db, const char *k, const char *v)
@@ -843,7 +848,7 @@ KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
 	int64_t v;
 	kheo_db *db;
 	sqlite3_stmt *st;
-	int err, rc;
+	int err;
 
 	if ((err = handle_new(out, dir, opts)) < 0)
 		return err;
@@ -874,12 +879,7 @@ KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
 		return kheo__error(db, KHEO_ECORRUPT, "node facts damaged");
 	db->clock = (uint64_t)v;
 
-	st = kheo__stmt(db, ST_META_GET);
-	if (!st)
-		return KHEO_ERROR;
-	sqlite3_bind_text(st, 1, "schema", -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
+	if (meta_row(db, "schema", &st) < 0)
 		return kheo__error(db, KHEO_ECORRUPT, "schema missing");
 	err = load_schema(db, (const char *)sqlite3_column_text(st, 0),
 		(size_t)sqlite3_column_bytes(st, 0));
