@@ -215,6 +215,7 @@ static int store(kheo_db *db, const kheo_changeset *cs,
 	if (!held)
 		sqlite3_bind_int64(s, 12, now);
 	sqlite3_bind_blob(s, 13, frame, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int(s, 14, db->sealing);
 	if ((err = kheo__step_done(db, s, "store changeset")) < 0)
 		return err;
 	*n = sqlite3_last_insert_rowid(db->sql);

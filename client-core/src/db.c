@@ -44,8 +44,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_CS_BY_ID] = "SELECT n, state FROM kheo_cs WHERE id = ?1",
 	[ST_CS_INSERT] =
 		"INSERT INTO kheo_cs(id, author, unit, useq, prev, clock_min,"
-		" clock_max, nops, state, why, received, applied, frame)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+		" clock_max, nops, state, why, received, applied, frame, local)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+		" ?14)",
 	[ST_CS_CHAIN] =
 		"SELECT n, state, clock_max FROM kheo_cs WHERE author = ?1 AND"
 		" unit = ?2 AND useq = ?3 AND id = ?4",
@@ -58,9 +59,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_CS_HELD_NEXT] =
 		"SELECT n, frame FROM kheo_cs WHERE state = 1 AND author = ?1"
 		" AND unit = ?2 AND useq = ?3 AND prev = ?4",
+	/* the head of this copy's own branch: a cloned device that has
+	 * received its twin's changesets still continues its own chain */
 	[ST_CS_MAX_USEQ] =
 		"SELECT useq, id FROM kheo_cs WHERE author = ?1 AND unit = ?2"
-		" ORDER BY useq DESC, id LIMIT 1",
+		" AND local = 1 ORDER BY useq DESC, id LIMIT 1",
 	[ST_QUARANTINE_INSERT] =
 		"INSERT INTO kheo_quarantine(id, author, unit, useq, reason,"
 		" detail, received, frame) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -70,7 +73,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		"INSERT OR IGNORE INTO kheo_flag(author, kind, detail, at)"
 		" VALUES(?1, ?2, ?3, ?4)",
 	[ST_RECORD_GET] =
-		"SELECT tbl, unit, clock, author FROM kheo_record WHERE rid = ?1",
+		"SELECT tbl, unit, clock, author, pending FROM kheo_record"
+		" WHERE rid = ?1",
 	[ST_RECORD_PUT] =
 		"INSERT OR REPLACE INTO kheo_record(rid, tbl, unit, clock,"
 		" author, pending) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -137,6 +141,7 @@ static const char store_sql[] =
 	" why TEXT,"                     /* held: what it waits for */
 	" received INTEGER NOT NULL,"    /* wall ms */
 	" applied INTEGER,"              /* wall ms */
+	" local INTEGER NOT NULL,"       /* 1: sealed by this copy of the node */
 	" frame BLOB NOT NULL);"
 	"CREATE INDEX kheo_cs_chain ON kheo_cs(author, unit, useq);"
 	"CREATE INDEX kheo_cs_held ON kheo_cs(state) WHERE state = 1;"

@@ -775,11 +775,11 @@ done:
 
 /* Encode, sign and frame one changeset of `unit` from ops[0..n). */
 static int seal_one(kheo_db *db, const char *unit, const kheo_op *ops,
-	size_t n, kheo_buf *frame)
+	size_t n, kheo_buf *frame, uint8_t id[KHEO_ID_SIZE])
 {
 	kheo_changeset cs = { .version = KHEO_CS_VERSION, .unit = unit,
 		.schema_version = db->schema->version, .ops = ops, .nops = n };
-	uint8_t id[KHEO_ID_SIZE], sig[KHEO_SIG_SIZE];
+	uint8_t sig[KHEO_SIG_SIZE];
 	kheo_refusal why = { 0 };
 	sqlite3_stmt *st = kheo__stmt(db, ST_CS_MAX_USEQ);
 	int rc, err;
@@ -813,11 +813,32 @@ static int seal_and_apply(kheo_db *db, const char *unit, const kheo_op *ops,
 	size_t n, kheo_buf *frame)
 {
 	kheo_apply_stats st = { 0 };
+	uint8_t id[KHEO_ID_SIZE];
 	int err;
 
-	if ((err = seal_one(db, unit, ops, n, frame)) < 0 ||
-	    (err = kheo__receive(db, frame->p, frame->len, &st)) < 0)
+	if ((err = seal_one(db, unit, ops, n, frame, id)) < 0)
 		return err;
+	db->sealing = 1;
+	err = kheo__receive(db, frame->p, frame->len, &st);
+	db->sealing = 0;
+	if (err < 0)
+		return err;
+	if (st.duplicate == 1) {
+		/* a clone of this device sealed the very same edits first
+		 * and they came back: the same bytes, so the same changeset,
+		 * now the head of this copy's own branch too */
+		sqlite3_stmt *u;
+		int rc = sqlite3_prepare_v2(db->sql,
+			"UPDATE kheo_cs SET local = 1 WHERE id = ?1", -1, &u,
+			NULL);
+
+		if (rc != SQLITE_OK)
+			return kheo__sqlerr(db, rc, "seal");
+		sqlite3_bind_blob(u, 1, id, KHEO_ID_SIZE, SQLITE_STATIC);
+		err = kheo__step_done(db, u, "seal");
+		sqlite3_finalize(u);
+		return err;
+	}
 	if (st.applied != 1)
 		return kheo__error(db, KHEO_ERROR,
 			"sealed changeset not applied (%zu held, %zu "

@@ -66,6 +66,7 @@ struct kheo_db {
 	kheo_buf raw, frame, scratch;
 	sqlite3_stmt *stmt[ST_COUNT];
 	sqlite3_stmt **upsert;  /* per schema table: materialise one record */
+	int sealing;            /* receiving what this node just sealed */
 	int in_tx;              /* a transaction is open */
 	int savepoints;         /* calls nested inside it (import batches) */
 };

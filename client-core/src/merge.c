@@ -163,7 +163,12 @@ static int record_put(kheo_db *db, const kheo_changeset *cs,
 			sqlite3_column_blob(st, 3) };
 		kheo_opid mine = { op->clock, cs->author };
 
-		replace = kheo_opid_cmp(&mine, &have) < 0;
+		int c = kheo_opid_cmp(&mine, &have);
+
+		/* the same put, sealed, replaces its pending self (a clone's
+		 * twin may deliver it before this copy seals its own) */
+		replace = c < 0 || (c == 0 && !pending &&
+					   sqlite3_column_int(st, 4));
 	} else if (rc != SQLITE_DONE) {
 		return kheo__sqlerr(db, rc, "record");
 	}

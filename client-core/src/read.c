@@ -81,8 +81,12 @@ static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
 	if ((*err = kheo__live_ops(db, &live, rid, NULL)) < 0)
 		return NULL;
 	if (!live.exists) {
+		char hex[2 * KHEO_RECORD_SIZE + 1];
+
 		kheo__live_free(&live);
-		*err = KHEO_ENOTFOUND;
+		kheo_hex(hex, rid, KHEO_RECORD_SIZE);
+		*err = kheo__error(db, KHEO_ENOTFOUND,
+			"record %s has no put here", hex);
 		return NULL;
 	}
 	t = kheo_schema_table(db->schema, live.tbl);

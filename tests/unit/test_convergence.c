@@ -1,8 +1,9 @@
 /*
  * test_convergence.c - the property that makes the merge conflict-free:
  * N replicas (2 to 7) make random edits, exchange changesets by bundles in
- * random order, with duplicates and partial delivery, and after a final
- * full exchange every replica prints the same digest.
+ * random order, with duplicates and partial delivery, now and then one of
+ * them is cloned whole (equivocation), and after a final full exchange
+ * every replica prints the same digest.
  *
  * KHEO_SCENARIOS sets how many seeded scenarios run (default 2000; `make
  * soak` runs 100000).  A failure names its seed; KHEO_SEED=n replays one.
@@ -157,6 +158,29 @@ static void partial_delivery(world *w, test_node *a, test_node *b)
 	kheo_bundle_free(bun);
 }
 
+/*
+ * A device copied whole, key and clock included (a cloned phone): from now
+ * on two devices sign one author's chains, so the replicas see
+ * equivocation and, at times, equal op ids with different content.
+ */
+static void clone_node(world *w, test_node *n)
+{
+	test_node *c = &w->node[w->n];
+	char cmd[2048], from[sizeof(n->dir)];
+
+	node_close(n);
+	memcpy(from, n->dir, sizeof(from));
+	snprintf(c->dir, sizeof(c->dir), "%.480s-clone%d", from, w->n);
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", from, c->dir);
+	if (system(cmd) != 0)
+		fail_msg("%s failed", cmd);
+	c->now = n->now;
+	c->db = NULL;
+	node_reopen(n);
+	node_reopen(c);
+	w->n++;
+}
+
 static void scenario(uint64_t seed)
 {
 	world w;
@@ -191,6 +215,8 @@ static void scenario(uint64_t seed)
 				fail_msg("seed %llu: commit: %s",
 					(unsigned long long)seed,
 					kheo_errmsg(n->db));
+		} else if (k == 75 && w.n < MAX_NODES) {
+			clone_node(&w, n);
 		} else {
 			test_node *to = &w.node[pick(&w.r, (unsigned)w.n)];
 
