@@ -641,14 +641,15 @@ static int load_pending(kheo_db *db, seal_state *s)
 	return err;
 }
 
+/* Keep p (made while collapsing) to free with the seal state. */
 static int own(seal_state *s, void *p)
 {
-	void **o = kheo__realloc(s->owned, (s->nowned + 1) * sizeof(*o));
+	void **o;
 
-	if (!o || !p) {
-		kheo__free(o ? NULL : p);
-		if (o)
-			s->owned = o;
+	if (!p)
+		return KHEO_ENOMEM;
+	if (!(o = kheo__realloc(s->owned, (s->nowned + 1) * sizeof(*o)))) {
+		kheo__free(p);
 		return KHEO_ENOMEM;
 	}
 	s->owned = o;
