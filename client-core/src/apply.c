@@ -239,112 +239,173 @@ static int apply_now(kheo_db *db, const kheo_changeset *cs,
 	return KHEO_OK;
 }
 
+/* A held changeset waiting on a given predecessor. */
+typedef struct waiting {
+	int64_t n;
+	kheo_buf frame;
+} waiting;
+
+/* Every held changeset whose predecessor is (useq, id) of this chain. */
+static int held_after(kheo_db *db, const uint8_t *author, const char *unit,
+	uint64_t useq, const uint8_t *id, waiting **out, size_t *count)
+{
+	sqlite3_stmt *s = kheo__stmt(db, ST_CS_HELD_NEXT);
+	size_t cap = 0;
+	int rc;
+
+	*out = NULL;
+	*count = 0;
+	if (!s)
+		return KHEO_ERROR;
+	sqlite3_bind_blob(s, 1, author, KHEO_KEY_SIZE, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, unit, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (int64_t)(useq + 1));
+	sqlite3_bind_blob(s, 4, id, KHEO_ID_SIZE, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		waiting *w;
+
+		if (*count == cap) {
+			cap = cap ? 2 * cap : 2;
+			w = kheo__realloc(*out, cap * sizeof(*w));
+			if (!w) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			*out = w;
+		}
+		w = &(*out)[(*count)++];
+		memset(w, 0, sizeof(*w));
+		w->n = sqlite3_column_int64(s, 0);
+		kheo_buf_put(&w->frame, sqlite3_column_blob(s, 1),
+			(size_t)sqlite3_column_bytes(s, 1));
+		if (w->frame.oom) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return KHEO_OK;
+	return rc == SQLITE_NOMEM ? KHEO_ENOMEM : kheo__sqlerr(db, rc, "held");
+}
+
 /*
- * After applying `cs`, its chain successor may be waiting: apply it, and
- * its own successor, and so on.  Iterative, so a long held chain cannot
- * exhaust the stack.
+ * Try one held changeset again now that its predecessor is applied:
+ * apply it (*applied set, its id in nid), leave it held, or, if it is now
+ * provably bad, move it to quarantine.
+ */
+static int retry_held(kheo_db *db, const waiting *w, kheo_apply_stats *st,
+	uint8_t nid[KHEO_ID_SIZE], kheo_changeset **applied)
+{
+	kheo_refusal refusal = { 0 };
+	kheo_changeset *cs;
+	sqlite3_stmt *s;
+	char why[128];
+	int err, verdict;
+
+	*applied = NULL;
+	/* it was verified when stored; decode it again */
+	if ((err = kheo_frame_open(db->codec, &cs, nid, &db->raw, w->frame.p,
+		     w->frame.len, &refusal)) < 0)
+		return err;
+	verdict = decide(db, cs, why, sizeof(why), &refusal);
+	if (verdict == 2) {
+		/* from the held changesets to quarantine */
+		int rc = sqlite3_prepare_v2(db->sql,
+			"DELETE FROM kheo_cs WHERE n = ?1", -1, &s, NULL);
+
+		kheo_changeset_free(cs);
+		if (rc != SQLITE_OK)
+			return kheo__sqlerr(db, rc, "release");
+		sqlite3_bind_int64(s, 1, w->n);
+		err = kheo__step_done(db, s, "release");
+		sqlite3_finalize(s);
+		return err < 0 ? err
+			       : quarantine(db, w->frame.p, w->frame.len,
+				       &refusal, st);
+	}
+	if (verdict != 0) { /* still waiting (its clock), or an error */
+		kheo_changeset_free(cs);
+		return verdict < 0 ? verdict : KHEO_OK;
+	}
+	if (!(s = kheo__stmt(db, ST_CS_SET_APPLIED))) {
+		kheo_changeset_free(cs);
+		return KHEO_ERROR;
+	}
+	sqlite3_bind_int64(s, 1, w->n);
+	sqlite3_bind_int64(s, 2, kheo__now_ms(db));
+	if ((err = kheo__step_done(db, s, "release")) < 0 ||
+	    (err = apply_now(db, cs, nid, w->n, st)) < 0) {
+		kheo_changeset_free(cs);
+		return err;
+	}
+	if (st) {
+		st->released++;
+		st->applied--; /* counted as released, not received */
+	}
+	*applied = cs;
+	return KHEO_OK;
+}
+
+/*
+ * After applying `first`, changesets held for it may go: all of them (two
+ * branches of an equivocation can wait on one predecessor), then theirs,
+ * and so on.  A worklist, not recursion, so a long chain cannot exhaust
+ * the stack.
  */
 static int release_successors(kheo_db *db, const kheo_changeset *first,
 	const uint8_t first_id[KHEO_ID_SIZE], kheo_apply_stats *st)
 {
-	uint8_t author[KHEO_KEY_SIZE], id[KHEO_ID_SIZE];
+	typedef struct link {
+		uint64_t useq;
+		uint8_t id[KHEO_ID_SIZE];
+	} link;
+	uint8_t author[KHEO_KEY_SIZE];
 	char unit[KHEO_UNIT_MAX + 1];
-	uint64_t useq = first->useq;
-	kheo_buf frame = { 0 };
+	link *todo;
+	size_t ntodo = 1, cap = 8;
 	int err = KHEO_OK;
 
+	if (!(todo = kheo__malloc(cap * sizeof(*todo))))
+		return KHEO_ENOMEM;
 	memcpy(author, first->author, KHEO_KEY_SIZE);
-	memcpy(id, first_id, KHEO_ID_SIZE);
 	snprintf(unit, sizeof(unit), "%s", first->unit);
-	for (;;) {
-		sqlite3_stmt *s = kheo__stmt(db, ST_CS_HELD_NEXT);
-		kheo_changeset *cs;
-		kheo_refusal refusal = { 0 };
-		uint8_t nid[KHEO_ID_SIZE];
-		char why[128];
-		int64_t n;
-		int rc, verdict;
+	todo[0].useq = first->useq;
+	memcpy(todo[0].id, first_id, KHEO_ID_SIZE);
+	while (ntodo && err == KHEO_OK) {
+		link at = todo[--ntodo];
+		waiting *w = NULL;
+		size_t nw = 0, i;
 
-		if (!s) {
-			err = KHEO_ERROR;
-			break;
-		}
-		sqlite3_bind_blob(s, 1, author, KHEO_KEY_SIZE, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, unit, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, (int64_t)(useq + 1));
-		sqlite3_bind_blob(s, 4, id, KHEO_ID_SIZE, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		if (rc != SQLITE_ROW) {
-			sqlite3_reset(s);
-			if (rc != SQLITE_DONE)
-				err = kheo__sqlerr(db, rc, "held");
-			break;
-		}
-		n = sqlite3_column_int64(s, 0);
-		kheo_buf_reset(&frame);
-		kheo_buf_put(&frame, sqlite3_column_blob(s, 1),
-			(size_t)sqlite3_column_bytes(s, 1));
-		sqlite3_reset(s);
-		if (frame.oom) {
-			err = KHEO_ENOMEM;
-			break;
-		}
-		/* it was verified when stored; decode it again */
-		if ((err = kheo_frame_open(db->codec, &cs, nid, &db->raw,
-			     frame.p, frame.len, &refusal)) < 0)
-			break;
-		verdict = decide(db, cs, why, sizeof(why), &refusal);
-		kheo_changeset_free(cs);
-		cs = NULL;
-		if (verdict == 2) {
-			/* provably bad now that its predecessor is here:
-			 * from the held changesets to quarantine */
-			sqlite3_stmt *d;
+		err = held_after(db, author, unit, at.useq, at.id, &w, &nw);
+		for (i = 0; i < nw && err == KHEO_OK; i++) {
+			kheo_changeset *cs;
+			uint8_t nid[KHEO_ID_SIZE];
 
-			rc = sqlite3_prepare_v2(db->sql,
-				"DELETE FROM kheo_cs WHERE n = ?1", -1, &d,
-				NULL);
-			if (rc != SQLITE_OK) {
-				err = kheo__sqlerr(db, rc, "release");
-				break;
+			if ((err = retry_held(db, &w[i], st, nid, &cs)) < 0 ||
+			    !cs)
+				continue;
+			if (ntodo == cap) {
+				link *more = kheo__realloc(todo,
+					2 * cap * sizeof(*more));
+
+				if (!more) {
+					kheo_changeset_free(cs);
+					err = KHEO_ENOMEM;
+					break;
+				}
+				todo = more;
+				cap *= 2;
 			}
-			sqlite3_bind_int64(d, 1, n);
-			err = kheo__step_done(db, d, "release");
-			sqlite3_finalize(d);
-			if (err == KHEO_OK)
-				err = quarantine(db, frame.p, frame.len,
-					&refusal, st);
-			break;
-		}
-		if (verdict != 0) {
-			err = verdict < 0 ? verdict : KHEO_OK;
-			break;
-		}
-		if ((err = kheo_frame_open(db->codec, &cs, nid, &db->raw,
-			     frame.p, frame.len, &refusal)) < 0)
-			break;
-		s = kheo__stmt(db, ST_CS_SET_APPLIED);
-		if (!s) {
+			todo[ntodo].useq = cs->useq;
+			memcpy(todo[ntodo++].id, nid, KHEO_ID_SIZE);
 			kheo_changeset_free(cs);
-			err = KHEO_ERROR;
-			break;
 		}
-		sqlite3_bind_int64(s, 1, n);
-		sqlite3_bind_int64(s, 2, kheo__now_ms(db));
-		if ((err = kheo__step_done(db, s, "release")) < 0 ||
-		    (err = apply_now(db, cs, nid, n, st)) < 0) {
-			kheo_changeset_free(cs);
-			break;
-		}
-		if (st) {
-			st->released++;
-			st->applied--; /* counted as released, not received */
-		}
-		useq = cs->useq;
-		memcpy(id, nid, KHEO_ID_SIZE);
-		kheo_changeset_free(cs);
+		for (i = 0; i < nw; i++)
+			kheo_buf_free(&w[i].frame);
+		kheo__free(w);
 	}
-	kheo_buf_free(&frame);
+	kheo__free(todo);
 	return err;
 }
 

@@ -419,6 +419,66 @@ static void gap_is_held_until_filled(void **state)
 	node_close(&b);
 }
 
+static void both_branches_held_on_one_predecessor_are_released(void **state)
+{
+	test_node a, clone, c;
+	char id[KHEO_RECORD_HEX + 1], cmd[2048];
+	kheo_buf fa = { 0 }, fc = { 0 };
+	kheo_apply_stats st = { 0 };
+	kheo_bundle *ba, *bc;
+
+	(void)state;
+	node_make(&a, "a", UNIT, KHEO_NODE_DEVICE);
+	node_make(&c, "c", UNIT, KHEO_NODE_DEVICE);
+	model(&a, id);
+	assert_int_equal(kheo_commit(a.db, NULL), KHEO_OK); /* useq 1 */
+	node_close(&a);
+	snprintf(clone.dir, sizeof(clone.dir), "%s/clone", test_scratch());
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", a.dir, clone.dir);
+	assert_int_equal(system(cmd), 0);
+	clone.now = a.now;
+	clone.db = NULL;
+	node_reopen(&a);
+	node_reopen(&clone);
+	/* both copies write their own useq 2 on the same useq 1 */
+	node_set(&a, "model", id, "beneficiaries=1");
+	node_set(&clone, "model", id, "beneficiaries=2");
+	ba = frames_of(&a, &fa);
+	bc = frames_of(&clone, &fc);
+	assert_int_equal(ba->nframes, 2);
+	assert_int_equal(bc->nframes, 2);
+	/* c gets both useq 2 first: both held */
+	assert_int_equal(kheo_apply(c.db, &ba->frames[1], &ba->lens[1], 1,
+				 &st), KHEO_OK);
+	assert_int_equal(kheo_apply(c.db, &bc->frames[1], &bc->lens[1], 1,
+				 &st), KHEO_OK);
+	assert_int_equal(st.held, 2);
+	/* useq 1 arrives: both branches go, not only the first found */
+	assert_int_equal(kheo_apply(c.db, &ba->frames[0], &ba->lens[0], 1,
+				 &st), KHEO_OK);
+	assert_int_equal(st.released, 2);
+	{
+		char *json;
+		json_t *o;
+
+		assert_int_equal(kheo_id_json(c.db, &json), KHEO_OK);
+		o = json_loads(json, 0, NULL);
+		kheo_free(json);
+		assert_int_equal(json_integer_value(json_object_get(o,
+					 "held")), 0);
+		assert_int_equal(json_integer_value(json_object_get(o,
+					 "changesets")), 3);
+		json_decref(o);
+	}
+	kheo_bundle_free(ba);
+	kheo_bundle_free(bc);
+	kheo_buf_free(&fa);
+	kheo_buf_free(&fc);
+	node_close(&a);
+	node_close(&clone);
+	node_close(&c);
+}
+
 static void future_clock_is_held_not_applied(void **state)
 {
 	test_node a, b;
@@ -644,6 +704,9 @@ int main(void)
 		cmocka_unit_test_teardown(
 			equivocation_applies_both_and_flags_the_key, teardown),
 		cmocka_unit_test_teardown(gap_is_held_until_filled, teardown),
+		cmocka_unit_test_teardown(
+			both_branches_held_on_one_predecessor_are_released,
+			teardown),
 		cmocka_unit_test_teardown(future_clock_is_held_not_applied,
 			teardown),
 		cmocka_unit_test_teardown(forged_changeset_goes_to_quarantine,
