@@ -23,21 +23,7 @@ trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM HUP
 cd "$T" || exit 1
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1))
-	echo "not ok $n - $1"
-	shift
-	for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
-}
-# check NAME CONDITION-STATUS [diagnostic lines...]
-check() {
-	chk_name=$1 chk_st=$2
-	shift 2
-	if [ "$chk_st" -eq 0 ]; then ok "$chk_name"; else not_ok "$chk_name" "$@"; fi
-}
+. "$ROOT/tests/integration/lib/tap.sh"
 
 if [ ! -x "$KHEO" ]; then
 	echo "1..1"
@@ -681,5 +667,4 @@ st=1
 check "two processes editing one node while a third seals: all 40 edits land, verify passes" $st \
 	"$count records; $(head -c 300 conc.err 2>/dev/null)"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+finish

@@ -60,16 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 cd "$S" || exit 1
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1))
-	echo "not ok $n - $1"
-	shift
-	for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
-}
-finish() { echo "1..$n"; [ "$failed" -eq 0 ]; exit $?; }
+. "$ROOT/tests/integration/lib/tap.sh"
 
 if [ ! -x "$KHEO" ]; then
 	not_ok "$KHEO is not built"
