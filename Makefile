@@ -29,6 +29,7 @@ BASE_CPPFLAGS = -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
 	-Iclient-core/include -Iproto
 LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson
 TEST_PKGS = cmocka
+CLI_PKGS  = libqrencode
 
 # Looked up once, and only when first used: `make deps` may have just
 # installed what pkg-config is asked about.
@@ -37,6 +38,7 @@ PKG_CFLAGS  = $(call lazy,PKG_CFLAGS,--cflags $(LIB_PKGS))
 PKG_LIBS    = $(call lazy,PKG_LIBS,--libs $(LIB_PKGS))
 TEST_CFLAGS = $(call lazy,TEST_CFLAGS,--cflags $(TEST_PKGS))
 TEST_LIBS   = $(call lazy,TEST_LIBS,--libs $(TEST_PKGS))
+CLI_LIBS    = $(call lazy,CLI_LIBS,--libs $(CLI_PKGS))
 
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) $(BASE_CPPFLAGS) $(PKG_CFLAGS)
 
@@ -44,7 +46,7 @@ PROTO_SRC = $(wildcard proto/*.c)
 CORE_SRC  = $(wildcard client-core/src/*.c)
 LIB_SRC   = $(PROTO_SRC) $(CORE_SRC)
 # The default schema, compiled in from its JSON file (mk/embed.py).
-GEN_SRC   = $(BUILD)/gen/schema_default.c
+GEN_SRC   = $(BUILD)/gen/schema_default.c $(BUILD)/gen/schema_system.c
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GEN_SRC:%.c=$(BUILD)/obj/%.o)
 # The library the tests link: the same sources with the allocation fault
 # hook compiled in (see proto/alloc.h).
@@ -78,6 +80,10 @@ $(BUILD)/gen/schema_default.c: client-core/schema/dvk-v1.json mk/embed.py
 	@mkdir -p $(dir $@)
 	python3 mk/embed.py kheo_schema_default_json $< $@
 
+$(BUILD)/gen/schema_system.c: client-core/schema/sys-v1.json mk/embed.py
+	@mkdir -p $(dir $@)
+	python3 mk/embed.py kheo_schema_system_json $< $@
+
 $(BUILD)/libkheo.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -88,7 +94,7 @@ $(BUILD)/libkheo.so: $(LIB_OBJ)
 CLI_SRC = $(wildcard client-core/cli/*.c)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/kheo: $(CLI_OBJ) $(BUILD)/libkheo.a
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(CLI_LIBS) -lm
 
 $(BUILD)/libkheo-test.a: $(TLIB_OBJ)
 	@rm -f $@

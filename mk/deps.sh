@@ -16,6 +16,7 @@ libutf8proc:libutf8proc-dev
 sqlite3:libsqlite3-dev
 cmocka:libcmocka-dev
 jansson:libjansson-dev
+libqrencode:libqrencode-dev
 "
 TOOLS="
 pkg-config:pkg-config

@@ -48,6 +48,8 @@
 
 /* Signature contexts: one per kind of signed object, never shared. */
 #define KHEO_CTX_CHANGESET "kheo/changeset/v1"
+#define KHEO_CTX_CERT "kheo/cert/v1"
+#define KHEO_CTX_ENROLL "kheo/enroll/v1"
 
 /* --------------------------------------------------------------- refusals */
 
@@ -84,6 +86,13 @@ typedef enum kheo_reason {
 	KHEO_R_BAD_SIGNATURE = 23,   /* Ed25519 signature does not verify */
 	KHEO_R_EMPTY = 24,           /* a changeset with no ops */
 	KHEO_R_BAD_FLAGS = 25,       /* reserved frame flag bits set */
+	/* Authorisation (client-core/src/authz.c): decided from the
+	 * changeset and the `_sys` facts a node holds. */
+	KHEO_R_BAD_CERT = 26,        /* a certificate that does not hold */
+	KHEO_R_OUT_OF_SCOPE = 27,    /* unit outside every scope of the author */
+	KHEO_R_ROLE_FORBIDS = 28,    /* a field or value the role may not set */
+	KHEO_R_REVOKED = 29,         /* beyond the author's revocation */
+	KHEO_R_NOT_ENROLLED = 30,    /* author certified only by another root */
 	KHEO_R_REASON_COUNT
 } kheo_reason;
 
@@ -355,6 +364,105 @@ int kheo_bundle_encode(kheo_buf *out, const kheo_bundle *b,
 int kheo_bundle_decode(kheo_bundle **out, const uint8_t *p, size_t n,
 	kheo_refusal *why);
 void kheo_bundle_free(kheo_bundle *b);
+
+/* ------------------------------------------------------------ certificates */
+
+/*
+ * Roles a certificate can give (DESIGN.md, Identity and authorisation).
+ * Values are pinned: they are in signed certificates.
+ */
+typedef enum kheo_role {
+	KHEO_ROLE_NONE = 0,       /* not a certificate role: open mode */
+	KHEO_ROLE_COLLECTOR = 1,  /* records models and visits in its unit */
+	KHEO_ROLE_REVIEWER = 2,   /* also recognises, levels, sends back */
+	KHEO_ROLE_AUDITOR = 3,    /* reads and replays; writes nothing */
+	KHEO_ROLE_HUB = 4,        /* serves a district; issues below itself */
+	KHEO_ROLE_PROVINCE = 5,   /* the province: issues anything */
+} kheo_role;
+
+/* "collector", ...; "none" for 0 and "unknown" out of range. */
+const char *kheo_role_name(int role);
+/* The role named, or KHEO_ROLE_NONE. */
+int kheo_role_parse(const char *name);
+
+#define KHEO_CERT_MAGIC "KCT\x01"
+#define KHEO_REQ_MAGIC "KRQ\x01"
+#define KHEO_CERT_HEADS_MAX 16u   /* chain heads named in one certificate */
+#define KHEO_CERT_TEXT_MAX 8192u  /* one line of certificate chain text */
+
+/* A chain head an enrolment request names: (unit, useq, id). */
+typedef struct kheo_cert_head {
+	char unit[KHEO_UNIT_MAX + 1];
+	uint64_t useq;
+	uint8_t id[KHEO_ID_SIZE];
+} kheo_cert_head;
+
+/*
+ * A certificate: the issuer says that `subject` has `role` over the units
+ * under `scope` from not_before to not_after (ms since the epoch), and that
+ * it covers the subject's chains up to the heads named (work done before
+ * enrolment), by chain position.  A root certificate is its own issuer.
+ */
+typedef struct kheo_cert {
+	uint8_t subject[KHEO_KEY_SIZE];
+	int role;                         /* kheo_role */
+	char scope[KHEO_UNIT_MAX + 1];    /* a unit path */
+	uint64_t not_before, not_after;   /* not_after > not_before */
+	uint8_t issuer[KHEO_KEY_SIZE];
+	kheo_cert_head heads[KHEO_CERT_HEADS_MAX]; /* ascending by unit */
+	size_t nheads;
+	uint8_t sig[KHEO_SIG_SIZE];
+	uint8_t digest[KHEO_ID_SIZE];     /* BLAKE2b-256 of the signed part */
+} kheo_cert;
+
+/* Sign `c` with the issuer's secret key (filling sig and digest), and
+ * append its canonical bytes. */
+int kheo_cert_encode(kheo_buf *out, kheo_cert *c,
+	const uint8_t sk[KHEO_SECRET_SIZE]);
+/* Decode strictly and verify the issuer's signature. */
+int kheo_cert_decode(kheo_cert *out, const uint8_t *p, size_t n,
+	kheo_refusal *why);
+
+/*
+ * An enrolment request: a node's key, the role of node it is and the unit
+ * it asks for, when it asked, and its chain heads; signed by its own key,
+ * which proves it holds the secret.
+ */
+typedef struct kheo_enroll_req {
+	uint8_t key[KHEO_KEY_SIZE];
+	int node_role;                    /* kheo_node_role */
+	char unit[KHEO_UNIT_MAX + 1];
+	uint64_t created_ms;
+	kheo_cert_head heads[KHEO_CERT_HEADS_MAX];
+	size_t nheads;
+	uint8_t sig[KHEO_SIG_SIZE];
+} kheo_enroll_req;
+
+int kheo_enroll_req_encode(kheo_buf *out, kheo_enroll_req *r,
+	const uint8_t sk[KHEO_SECRET_SIZE]);
+int kheo_enroll_req_decode(kheo_enroll_req *out, const uint8_t *p,
+	size_t n, kheo_refusal *why);
+
+/*
+ * One line of text for people to pass around: `prefix` then each item in
+ * URL-safe base64 without padding, items joined by '.'.  Used for
+ * "kheo-req1:" (one request) and "kheo-cert1:" (a certificate, then its
+ * issuer's, up to the root).
+ */
+int kheo_text_encode(kheo_buf *out, const char *prefix,
+	const uint8_t *const *items, const size_t *lens, size_t n);
+/*
+ * Parse such a line (surrounding white space ignored) into `bytes`: the
+ * items' bytes back to back, with each one's offset and length in off/lens
+ * (up to max items).  KHEO_EPROTO with a message in why when malformed.
+ */
+int kheo_text_decode(kheo_buf *bytes, size_t *off, size_t *lens,
+	size_t max, size_t *n, const char *prefix, const char *text,
+	size_t len, kheo_refusal *why);
+
+/* Is unit `u` equal to, or under, `scope`?  ("a/b" is under "a", not
+ * under "a/bc".)  1 or 0. */
+int kheo_unit_within(const char *u, const char *scope);
 
 /* ---------------------------------------------------------------- helpers */
 

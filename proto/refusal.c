@@ -36,6 +36,11 @@ static const char *const reason_names[KHEO_R_REASON_COUNT] = {
 	[KHEO_R_BAD_SIGNATURE] = "bad-signature",
 	[KHEO_R_EMPTY] = "empty",
 	[KHEO_R_BAD_FLAGS] = "bad-flags",
+	[KHEO_R_BAD_CERT] = "bad-cert",
+	[KHEO_R_OUT_OF_SCOPE] = "out-of-scope",
+	[KHEO_R_ROLE_FORBIDS] = "role-forbids",
+	[KHEO_R_REVOKED] = "revoked",
+	[KHEO_R_NOT_ENROLLED] = "not-enrolled",
 };
 
 const char *kheo_reason_name(int reason)
@@ -54,6 +59,11 @@ int kheo_reason_error(int reason)
 	case KHEO_R_TOO_BIG:
 		return KHEO_ELIMIT;
 	case KHEO_R_BAD_SIGNATURE:
+	case KHEO_R_BAD_CERT:
+	case KHEO_R_OUT_OF_SCOPE:
+	case KHEO_R_ROLE_FORBIDS:
+	case KHEO_R_REVOKED:
+	case KHEO_R_NOT_ENROLLED:
 		return KHEO_EAUTH;
 	case KHEO_R_BAD_VERSION:
 	case KHEO_R_UNKNOWN_DICT:

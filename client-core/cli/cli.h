@@ -46,5 +46,7 @@ int cmd_quarantine(cli *c);
 int cmd_verify(cli *c);
 int cmd_digest(cli *c);
 int cmd_bundle(cli *c);
+int cmd_enroll(cli *c);
+int cmd_revoke(cli *c);
 
 #endif

@@ -32,12 +32,14 @@ static const struct {
 	{ "verify", cmd_verify, "" },
 	{ "digest", cmd_digest, "[--unit PREFIX]" },
 	{ "bundle", cmd_bundle, "create FILE [--for NODE_ID] | apply FILE" },
+	{ "enroll", cmd_enroll, "request [--qr] | sign FILE|- --role ROLE "
+		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
+	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },
 };
 
 /* Commands of the contract that later work brings. */
 static const char *const later[] = {
-	"sync", "status", "report", "attach", "blob", "audit", "enroll",
-	"revoke",
+	"sync", "status", "report", "attach", "blob", "audit",
 };
 
 static void usage(FILE *f)

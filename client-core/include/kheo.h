@@ -319,6 +319,53 @@ typedef struct kheo_import_stats {
 KHEO_EXTERN int kheo_import_jsonl(kheo_db *db, const char *path,
 	kheo_import_stats *st);
 
+/* ---------------------------------------------------------------------
+ * Identity: enrolment and revocation (DESIGN.md, Identity and
+ * authorisation; docs/identity.md).  A province node is its deployment's
+ * root from kheo_db_init on.  Other nodes run in open mode (accepting any
+ * validly signed changeset) until they accept a certificate that chains
+ * to the root they were told out of band; from then on they enforce.
+ */
+
+/* 1 when this node enforces certificates, 0 in open mode. */
+KHEO_EXTERN int kheo_enforcing(const kheo_db *db);
+
+/*
+ * This node's enrolment request: one line of text ("kheo-req1:...") naming
+ * its key, node role, unit and chain heads, signed by its key.  Pending
+ * edits are sealed first, so the work done so far is covered by position.
+ * *out is the caller's (kheo_free).
+ */
+KHEO_EXTERN int kheo_enroll_request(kheo_db *db, char **out);
+
+/*
+ * Issue a certificate for a request: `role` (collector, reviewer, auditor,
+ * hub, province) over `unit`, valid `days` days from now.  Refused
+ * (KHEO_EAUTH) unless this node may issue it: the province anything, a hub
+ * roles below its own inside its scope.  The certificate is also published
+ * in this node's `_sys`.  *out (kheo_free) is one line ("kheo-cert1:...")
+ * holding the new certificate and this node's chain up to the root.
+ */
+KHEO_EXTERN int kheo_enroll_sign(kheo_db *db, const char *request,
+	const char *role, const char *unit, unsigned days, char **out);
+
+/*
+ * Install a certificate chain for this node, only if it ends at `root_hex`
+ * (the root key in hex, told out of band) and holds under the rules.  The
+ * node then enforces.  KHEO_EAUTH with the reason otherwise.
+ */
+KHEO_EXTERN int kheo_enroll_accept(kheo_db *db, const char *chain,
+	const char *root_hex);
+
+/*
+ * Revoke a node (hex key, or a unique prefix of 8+): every changeset of its
+ * beyond what this node holds of each of its chains is rejected from now
+ * on, wherever the revocation reaches, whatever its clock.  Only a hub (in
+ * its scope) or the province.  `reason` may be NULL.
+ */
+KHEO_EXTERN int kheo_revoke(kheo_db *db, const char *node,
+	const char *reason);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,8 +15,9 @@
  * Two different changesets at one (author, unit, useq) are equivocation:
  * both are applied if their chains hold, and the key is flagged.
  *
- * Certificate and scope checks come with the identity work; until then
- * every well-formed, well-signed changeset is accepted (open mode).
+ * Authorisation (certificates, scopes, roles, revocations) is decided by
+ * authz.c as part of the same three-way verdict; a node with no root yet
+ * (open mode) accepts every well-formed, well-signed changeset.
  */
 #include "internal.h"
 #include "alloc.h"
@@ -24,7 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int quarantine(kheo_db *db, const uint8_t *frame, size_t len,
+int kheo__quarantine(kheo_db *db, const uint8_t *frame, size_t len,
 	const kheo_refusal *why, kheo_apply_stats *st)
 {
 	kheo_changeset *cs = NULL;
@@ -104,11 +105,12 @@ static int known(kheo_db *db, const uint8_t id[KHEO_ID_SIZE], int *yes)
 }
 
 /*
- * Decide a decoded, signed changeset: 0 to apply, 1 to hold (why says
- * what it waits for), or a rejection in `refusal` (returned as 2).
+ * Decide a decoded, signed changeset: 0 to apply (*role: the role it is
+ * applied under), 1 to hold (why says what it waits for), or a rejection
+ * in `refusal` (returned as 2).
  */
-static int decide(kheo_db *db, const kheo_changeset *cs, char *why,
-	size_t whylen, kheo_refusal *refusal)
+static int decide(kheo_db *db, const kheo_changeset *cs, int *role,
+	char *why, size_t whylen, kheo_refusal *refusal)
 {
 	int64_t now = kheo__now_ms(db);
 	sqlite3_stmt *s;
@@ -149,7 +151,12 @@ static int decide(kheo_db *db, const kheo_changeset *cs, char *why,
 					 "node's");
 		return 1;
 	}
-	return 0;
+	/* what this node just sealed was checked when it was edited */
+	if (db->sealing) {
+		*role = db->cert_role;
+		return 0;
+	}
+	return kheo__authorize(db, cs, role, why, whylen, refusal);
 }
 
 static int flag_equivocation(kheo_db *db, const kheo_changeset *cs,
@@ -191,7 +198,7 @@ static int flag_equivocation(kheo_db *db, const kheo_changeset *cs,
 
 static int store(kheo_db *db, const kheo_changeset *cs,
 	const uint8_t id[KHEO_ID_SIZE], const uint8_t *frame, size_t len,
-	int held, const char *why, int64_t *n)
+	int held, const char *why, int role, int64_t *n)
 {
 	sqlite3_stmt *s = kheo__stmt(db, ST_CS_INSERT);
 	int64_t now = kheo__now_ms(db);
@@ -216,6 +223,7 @@ static int store(kheo_db *db, const kheo_changeset *cs,
 		sqlite3_bind_int64(s, 12, now);
 	sqlite3_bind_blob(s, 13, frame, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int(s, 14, db->sealing);
+	sqlite3_bind_int(s, 15, role);
 	if ((err = kheo__step_done(db, s, "store changeset")) < 0)
 		return err;
 	*n = sqlite3_last_insert_rowid(db->sql);
@@ -236,7 +244,9 @@ static int apply_now(kheo_db *db, const kheo_changeset *cs,
 		st->applied++;
 		st->ops += cs->nops;
 	}
-	return KHEO_OK;
+	/* `_sys` facts (certificates, revocations, units) may decide
+	 * changesets held or quarantined for lack of them */
+	return kheo__authz_learn(db, cs, st);
 }
 
 /* A held changeset waiting on a given predecessor. */
@@ -300,15 +310,15 @@ static int retry_held(kheo_db *db, const waiting *w, kheo_apply_stats *st,
 	kheo_refusal refusal = { 0 };
 	kheo_changeset *cs;
 	sqlite3_stmt *s;
-	char why[128];
-	int err, verdict;
+	char why[160];
+	int err, verdict, role = 0;
 
 	*applied = NULL;
 	/* it was verified when stored; decode it again */
 	if ((err = kheo_frame_open(db->codec, &cs, nid, &db->raw, w->frame.p,
 		     w->frame.len, &refusal)) < 0)
 		return err;
-	verdict = decide(db, cs, why, sizeof(why), &refusal);
+	verdict = decide(db, cs, &role, why, sizeof(why), &refusal);
 	if (verdict == 2) {
 		/* from the held changesets to quarantine */
 		int rc = sqlite3_prepare_v2(db->sql,
@@ -321,7 +331,7 @@ static int retry_held(kheo_db *db, const waiting *w, kheo_apply_stats *st,
 		err = kheo__step_done(db, s, "release");
 		sqlite3_finalize(s);
 		return err < 0 ? err
-			       : quarantine(db, w->frame.p, w->frame.len,
+			       : kheo__quarantine(db, w->frame.p, w->frame.len,
 				       &refusal, st);
 	}
 	if (verdict != 0) { /* still waiting (its clock), or an error */
@@ -334,6 +344,7 @@ static int retry_held(kheo_db *db, const waiting *w, kheo_apply_stats *st,
 	}
 	sqlite3_bind_int64(s, 1, w->n);
 	sqlite3_bind_int64(s, 2, kheo__now_ms(db));
+	sqlite3_bind_int(s, 3, role);
 	if ((err = kheo__step_done(db, s, "release")) < 0 ||
 	    (err = apply_now(db, cs, nid, w->n, st)) < 0) {
 		kheo_changeset_free(cs);
@@ -415,29 +426,29 @@ int kheo__receive(kheo_db *db, const uint8_t *frame, size_t len,
 	uint8_t id[KHEO_ID_SIZE];
 	kheo_refusal refusal = { 0 };
 	kheo_changeset *cs;
-	char why[128] = "";
+	char why[160] = "";
 	int64_t n;
-	int err, yes = 0, verdict;
+	int err, yes = 0, verdict, role = 0;
 
 	err = kheo_frame_open(db->codec, &cs, id, &db->raw, frame, len,
 		&refusal);
 	if (err == KHEO_ENOMEM)
 		return kheo__error(db, err, "out of memory reading a frame");
 	if (err < 0)
-		return quarantine(db, frame, len, &refusal, st);
+		return kheo__quarantine(db, frame, len, &refusal, st);
 	if ((err = known(db, id, &yes)) < 0 || yes) {
 		if (err == KHEO_OK && st)
 			st->duplicate++;
 		kheo_changeset_free(cs);
 		return err;
 	}
-	verdict = decide(db, cs, why, sizeof(why), &refusal);
+	verdict = decide(db, cs, &role, why, sizeof(why), &refusal);
 	if (verdict < 0) {
 		err = verdict;
 	} else if (verdict == 2) {
-		err = quarantine(db, frame, len, &refusal, st);
-	} else if ((err = store(db, cs, id, frame, len, verdict, why, &n)) <
-		   0) {
+		err = kheo__quarantine(db, frame, len, &refusal, st);
+	} else if ((err = store(db, cs, id, frame, len, verdict, why, role,
+			    &n)) < 0) {
 		/* fall through to free */
 	} else if (verdict == 1) {
 		if (st)

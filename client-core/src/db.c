@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DB_FORMAT 1
+#define DB_FORMAT 2
 #define KEY_FILE "node.key"
 #define DB_FILE "kheo.db"
 
@@ -44,9 +44,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_CS_BY_ID] = "SELECT n, state FROM kheo_cs WHERE id = ?1",
 	[ST_CS_INSERT] =
 		"INSERT INTO kheo_cs(id, author, unit, useq, prev, clock_min,"
-		" clock_max, nops, state, why, received, applied, frame, local)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-		" ?14)",
+		" clock_max, nops, state, why, received, applied, frame, local,"
+		" role) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+		" ?13, ?14, ?15)",
 	[ST_CS_CHAIN] =
 		"SELECT n, state, clock_max FROM kheo_cs WHERE author = ?1 AND"
 		" unit = ?2 AND useq = ?3 AND id = ?4",
@@ -54,8 +54,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		"SELECT id FROM kheo_cs WHERE author = ?1 AND unit = ?2 AND"
 		" useq = ?3 AND id != ?4 LIMIT 1",
 	[ST_CS_SET_APPLIED] =
-		"UPDATE kheo_cs SET state = 0, why = NULL, applied = ?2"
-		" WHERE n = ?1",
+		"UPDATE kheo_cs SET state = 0, why = NULL, applied = ?2,"
+		" role = ?3 WHERE n = ?1",
 	[ST_CS_HELD_NEXT] =
 		"SELECT n, frame FROM kheo_cs WHERE state = 1 AND author = ?1"
 		" AND unit = ?2 AND useq = ?3 AND prev = ?4",
@@ -84,9 +84,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" ?7, ?8, ?9, ?10)",
 	[ST_PRED_INSERT] =
 		"INSERT OR IGNORE INTO kheo_pred(rid, field, clock, author,"
-		" pending) VALUES(?1, ?2, ?3, ?4, ?5)",
+		" cs, by_clock) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_SEEN_INSERT] =
-		"INSERT OR IGNORE INTO kheo_seen(rid, clock, author, pending)"
+		"INSERT OR IGNORE INTO kheo_seen(rid, clock, author, cs)"
 		" VALUES(?1, ?2, ?3, ?4)",
 #define LIVE_OPS(extra) \
 	"SELECT field, kind, vtype, value, clock, author, unit" \
@@ -97,6 +97,29 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LIVE_OPS] = LIVE_OPS(""),
 	[ST_LIVE_OPS_FIELD] = LIVE_OPS(" AND field = ?2"),
 #undef LIVE_OPS
+	/* The same where a record has lock intervals (temp.kheo_lock, from
+	 * merge.c): a collector's op inside one is `locked` (never wins),
+	 * and its pred rows supersede nothing.  ?3: this node's own role,
+	 * for pending edits (cs 0, no kheo_cs row). */
+#define LOCKED(role, clock) \
+	"(coalesce(" role ", ?3) = 1 AND EXISTS (SELECT 1 FROM temp.kheo_lock" \
+	" l WHERE " clock " >= l.lo AND " clock " < l.hi))"
+#define LIVE_OPS_LOCKED(extra) \
+	"SELECT o.field, o.kind, o.vtype, o.value, o.clock, o.author," \
+	" o.unit, " LOCKED("c.role", "o.clock") " FROM kheo_op o LEFT JOIN" \
+	" kheo_cs c ON c.n = o.cs WHERE o.rid = ?1" extra " AND NOT EXISTS" \
+	" (SELECT 1 FROM kheo_pred p LEFT JOIN kheo_cs pc ON pc.n = p.cs" \
+	" WHERE p.rid = o.rid AND p.field = o.field AND p.clock = o.clock" \
+	" AND p.author = o.author AND NOT " LOCKED("pc.role", "p.by_clock") \
+	") ORDER BY o.field, o.clock, o.author, o.cs"
+	[ST_LIVE_OPS_LOCKED] = LIVE_OPS_LOCKED(""),
+	[ST_LIVE_OPS_LOCKED_FIELD] = LIVE_OPS_LOCKED(" AND o.field = ?2"),
+#undef LIVE_OPS_LOCKED
+#undef LOCKED
+	[ST_WORKFLOW_OPS] =
+		"SELECT o.clock, o.vtype, o.value, coalesce(c.role, ?3)"
+		" FROM kheo_op o LEFT JOIN kheo_cs c ON c.n = o.cs"
+		" WHERE o.rid = ?1 AND o.field = ?2 ORDER BY o.clock, o.author",
 	[ST_DIRTY_ADD] =
 		"INSERT OR IGNORE INTO temp.kheo_dirty(rid) VALUES(?1)",
 	[ST_PENDING_INSERT] =
@@ -142,6 +165,7 @@ static const char store_sql[] =
 	" received INTEGER NOT NULL,"    /* wall ms */
 	" applied INTEGER,"              /* wall ms */
 	" local INTEGER NOT NULL,"       /* 1: sealed by this copy of the node */
+	" role INTEGER NOT NULL DEFAULT 0," /* kheo_role it was applied under */
 	" frame BLOB NOT NULL);"
 	"CREATE INDEX kheo_cs_chain ON kheo_cs(author, unit, useq);"
 	"CREATE INDEX kheo_cs_held ON kheo_cs(state) WHERE state = 1;"
@@ -162,12 +186,26 @@ static const char store_sql[] =
 	" tbl TEXT NOT NULL, kind INTEGER NOT NULL, unit TEXT NOT NULL,"
 	" vtype INTEGER NOT NULL, value,"
 	" PRIMARY KEY(rid, field, clock, author, cs)) WITHOUT ROWID;"
+	/* pred rows name the op id superseded and, by (cs, by_clock), the
+	 * op that did it: a revoked changeset's rows can be taken out, and
+	 * a locked op's do not count (merge.c).  cs 0: a pending edit. */
 	"CREATE TABLE kheo_pred(rid BLOB NOT NULL, field TEXT NOT NULL,"
-	" clock INTEGER NOT NULL, author BLOB NOT NULL, pending INTEGER NOT NULL,"
-	" PRIMARY KEY(rid, field, clock, author, pending)) WITHOUT ROWID;"
+	" clock INTEGER NOT NULL, author BLOB NOT NULL, cs INTEGER NOT NULL,"
+	" by_clock INTEGER NOT NULL,"
+	" PRIMARY KEY(rid, field, clock, author, cs, by_clock)) WITHOUT ROWID;"
 	"CREATE TABLE kheo_seen(rid BLOB NOT NULL, clock INTEGER NOT NULL,"
-	" author BLOB NOT NULL, pending INTEGER NOT NULL,"
-	" PRIMARY KEY(rid, clock, author, pending)) WITHOUT ROWID;"
+	" author BLOB NOT NULL, cs INTEGER NOT NULL,"
+	" PRIMARY KEY(rid, clock, author, cs)) WITHOUT ROWID;"
+	/* authorisation facts derived from applied `_sys` changesets
+	 * (authz.c): every certificate seen, with whether it holds */
+	"CREATE TABLE kheo_cert(digest BLOB PRIMARY KEY, subject BLOB NOT NULL,"
+	" issuer BLOB NOT NULL, role INTEGER NOT NULL, scope TEXT NOT NULL,"
+	" not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+	" status INTEGER NOT NULL, why TEXT, body BLOB NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX kheo_cert_subject ON kheo_cert(subject);"
+	/* the last useq accepted per (author, unit); unit '*': any other */
+	"CREATE TABLE kheo_revoked(key BLOB NOT NULL, unit TEXT NOT NULL,"
+	" last_useq INTEGER NOT NULL, PRIMARY KEY(key, unit)) WITHOUT ROWID;"
 	"CREATE TABLE kheo_pending(n INTEGER PRIMARY KEY, unit TEXT NOT NULL,"
 	" op BLOB NOT NULL);"
 	"CREATE TABLE kheo_peer_head(peer BLOB NOT NULL, author BLOB NOT NULL,"
@@ -712,7 +750,9 @@ static int sql_open(kheo_db *db, int create)
 				  "PRAGMA temp_store=MEMORY;"
 				  "PRAGMA cache_size=-16384;"
 				  "CREATE TEMP TABLE IF NOT EXISTS kheo_dirty("
-				  "rid BLOB PRIMARY KEY) WITHOUT ROWID;")) < 0)
+				  "rid BLOB PRIMARY KEY) WITHOUT ROWID;"
+				  "CREATE TEMP TABLE IF NOT EXISTS kheo_lock("
+				  "lo INTEGER NOT NULL, hi INTEGER NOT NULL);")) < 0)
 		return err;
 	return KHEO_OK;
 }
@@ -722,6 +762,8 @@ static int load_schema(kheo_db *db, const char *json, size_t len)
 	char err[256];
 	int rc = kheo_schema_parse(&db->schema, json, len, err, sizeof(err));
 
+	if (rc == KHEO_OK)
+		rc = kheo_schema_add_system(db->schema, err, sizeof(err));
 	if (rc < 0)
 		return kheo__error(db, rc, "schema: %s", err);
 	return KHEO_OK;
@@ -819,6 +861,9 @@ KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
 		goto done;
 	}
 	memcpy(db->sk, sk, KHEO_SECRET_SIZE);
+	/* a province's key is its deployment's root of trust */
+	if (db->role == KHEO_NODE_PROVINCE)
+		err = kheo__make_root(db);
 done:
 	sodium_memzero(sk, sizeof(sk));
 	if (err < 0 && !committed) {
@@ -891,7 +936,8 @@ KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
 	sqlite3_reset(st);
 	if (err < 0)
 		return err;
-	if ((err = kheo__prepare_upserts(db)) < 0)
+	if ((err = kheo__prepare_upserts(db)) < 0 ||
+	    (err = kheo__authz_load(db)) < 0)
 		return err;
 	key_load(db, install);
 	return KHEO_OK;
@@ -988,8 +1034,14 @@ int kheo__db_scratch(kheo_db *db, kheo_db **out)
 		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(s, rc, "scratch store");
+	/* the same trust, so it decides every changeset as this node did */
+	s->enforcing = db->enforcing;
+	memcpy(s->root, db->root, KHEO_KEY_SIZE);
+	s->cert_role = db->cert_role;
 	if ((err = kheo__exec(s, "CREATE TEMP TABLE kheo_dirty(rid BLOB "
-				 "PRIMARY KEY) WITHOUT ROWID;")) < 0 ||
+				 "PRIMARY KEY) WITHOUT ROWID;"
+				 "CREATE TEMP TABLE kheo_lock(lo INTEGER NOT "
+				 "NULL, hi INTEGER NOT NULL);")) < 0 ||
 	    (err = kheo__store_create(s)) < 0 ||
 	    (err = kheo__prepare_upserts(s)) < 0)
 		return err;

@@ -87,6 +87,21 @@ static int add_pending(kheo_db *db, const kheo_op *op, const char *unit)
 	int err;
 
 	memcpy(cs.author, db->pk, KHEO_KEY_SIZE);
+	if (db->enforcing) {
+		/* refuse now what every other node would refuse: the officer
+		 * sees why at once, not a quarantine upstream days later */
+		kheo_refusal ref = { 0 };
+		char hold[160];
+		int role;
+
+		cs.clock_min = cs.clock_max = op->clock;
+		err = kheo__authorize(db, &cs, &role, hold, sizeof(hold), &ref);
+		if (err < 0)
+			return err;
+		if (err == 2)
+			return kheo__error(db, KHEO_EAUTH, "refused: %s",
+				ref.msg);
+	}
 	kheo_buf_reset(&db->raw);
 	if ((err = kheo_changeset_encode(&db->raw, &cs, &why)) < 0)
 		return kheo__error(db, err, "%s", why.msg);
@@ -264,6 +279,8 @@ KHEO_EXTERN int kheo_put(kheo_db *db, char id_out[KHEO_RECORD_HEX + 1],
 			unit = unitbuf;
 		}
 	}
+	if (t->system)
+		unit = "_sys"; /* every node receives the system tables */
 	for (i = 0; i < t->nfields; i++) {
 		if (!t->fields[i].required)
 			continue;
@@ -745,8 +762,8 @@ static int unmerge_pending(kheo_db *db, seal_state *s)
 	static const char *const sql[] = {
 		"INSERT OR IGNORE INTO temp.kheo_dirty(rid) VALUES(?1)",
 		"DELETE FROM kheo_op WHERE rid = ?1 AND cs = 0",
-		"DELETE FROM kheo_pred WHERE rid = ?1 AND pending = 1",
-		"DELETE FROM kheo_seen WHERE rid = ?1 AND pending = 1",
+		"DELETE FROM kheo_pred WHERE rid = ?1 AND cs = 0",
+		"DELETE FROM kheo_seen WHERE rid = ?1 AND cs = 0",
 		"DELETE FROM kheo_record WHERE rid = ?1 AND pending = 1",
 	};
 	sqlite3_stmt *st[5] = { NULL };

@@ -38,6 +38,7 @@ typedef enum kheo_stmt_id {
 	ST_RECORD_GET, ST_RECORD_PUT,
 	ST_OP_INSERT, ST_PRED_INSERT, ST_SEEN_INSERT,
 	ST_LIVE_OPS, ST_LIVE_OPS_FIELD, ST_DIRTY_ADD,
+	ST_LIVE_OPS_LOCKED, ST_LIVE_OPS_LOCKED_FIELD, ST_WORKFLOW_OPS,
 	ST_PENDING_INSERT,
 	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_DIRTY_LIST, ST_DIRTY_CLEAR,
@@ -58,6 +59,14 @@ struct kheo_db {
 	char sign_refusal[256]; /* why it may not, for the message */
 	kheo_node_role role;
 	char unit[KHEO_UNIT_MAX + 1];
+
+	/* Identity (authz.c).  Enforcing once a root is known: the province
+	 * made it, or a certificate chaining to it was accepted. */
+	int enforcing;
+	uint8_t root[KHEO_KEY_SIZE];
+	int cert_role;          /* own best certificate role; 0 if none */
+	int authz_busy;         /* re-checking after new facts: no recursion */
+	int lock_rows;          /* temp.kheo_lock holds rows (merge.c) */
 
 	uint64_t clock;         /* last hybrid clock issued or applied */
 	int clock_dirty;        /* clock to be persisted in this transaction */
@@ -130,6 +139,10 @@ int kheo__clock_save(kheo_db *db);
  * for pending local ops, which also marks their pred rows pending). */
 int kheo__merge_changeset(kheo_db *db, const kheo_changeset *cs,
 	int64_t cs_n);
+/* Take an applied changeset's ops back out of the state (a revocation
+ * that arrived after it): its rows go, its records are re-materialised. */
+int kheo__unmerge_changeset(kheo_db *db, const kheo_changeset *cs,
+	int64_t cs_n);
 /* Re-materialise every record touched since the last flush. */
 int kheo__flush_dirty(kheo_db *db);
 
@@ -140,7 +153,9 @@ typedef struct kheo_live {
 	kheo_value value;       /* TEXT/BYTES/HASH point into `bytes` */
 	uint64_t clock;
 	uint8_t author[KHEO_KEY_SIZE];
-	int foreign;            /* from a changeset of another unit */
+	int foreign;            /* never wins: from a changeset of another
+				 * unit, or locked (a collector's op while the
+				 * record was recognised) */
 	uint8_t *bytes;
 } kheo_live;
 
@@ -151,6 +166,14 @@ typedef struct kheo_live_set {
 	char unit[KHEO_UNIT_MAX + 1]; /* "" when the record's put is missing */
 	int exists;
 } kheo_live_set;
+
+/*
+ * Do the register values live->v[from..to) (one field) conflict?  Only
+ * when they differ: two authors who set the same value (two nodes that
+ * publish one certificate) agree.
+ */
+int kheo__register_conflict(const kheo_live_set *live, size_t from,
+	size_t to);
 
 /* Every live op of a record (of one field, or all when field is NULL),
  * sorted by field, then op id descending (the register's winner first). */
@@ -181,6 +204,41 @@ int kheo__receive(kheo_db *db, const uint8_t *frame, size_t len,
 /* Batches: begin, count ops, commit at the bound. */
 int kheo__apply_frames(kheo_db *db, const uint8_t *const *frames,
 	const size_t *lens, size_t n, kheo_apply_stats *st);
+
+/* Keep refused bytes in quarantine with the reason (the very same bytes
+ * refused twice are kept once). */
+int kheo__quarantine(kheo_db *db, const uint8_t *frame, size_t len,
+	const kheo_refusal *why, kheo_apply_stats *st);
+
+/* --------------------------------------------------------------- authz.c */
+
+/* Read the root (enforcing or open mode) and this node's own role. */
+int kheo__authz_load(kheo_db *db);
+int kheo__authz_own_role(kheo_db *db);
+/* Trust `root` from now on (province init, enroll accept). */
+int kheo__authz_set_root(kheo_db *db, const uint8_t root[KHEO_KEY_SIZE]);
+/* Record a decoded certificate as a fact (status decided later). */
+int kheo__authz_add_cert(kheo_db *db, const kheo_cert *c,
+	const uint8_t *body, size_t len);
+/* Decide a changeset's authority: 0 apply (*role), 1 hold (why), 2 reject
+ * (ref), or an error.  Open mode: 0 with role 0. */
+int kheo__authorize(kheo_db *db, const kheo_changeset *cs, int *role,
+	char *why, size_t whylen, kheo_refusal *ref);
+/* May `role` make this op?  1, or 0 with the reason in ref. */
+int kheo__authz_op_allowed(kheo_db *db, int role, const kheo_op *op,
+	kheo_refusal *ref);
+/* After a changeset is applied: learn its `_sys` facts, take back what a
+ * revocation excludes, re-check what the facts may now decide. */
+int kheo__authz_learn(kheo_db *db, const kheo_changeset *cs,
+	kheo_apply_stats *st);
+
+/* -------------------------------------------------------------- enroll.c */
+
+/* A new province node: its key becomes the root, with a self-signed
+ * certificate published in `_sys`. */
+int kheo__make_root(kheo_db *db);
+/* mode, root, cert_role, cert_scope, cert_expires_ms, warnings. */
+int kheo__identity_json(kheo_db *db, struct json_t *o);
 
 /* --------------------------------------------------------------- edit.c */
 

@@ -107,7 +107,7 @@ static int insert_op(kheo_db *db, const kheo_changeset *cs, int64_t cs_n,
 }
 
 static int insert_preds(kheo_db *db, const kheo_op *op, const char *field,
-	int pending, int seen)
+	int64_t cs_n, int seen)
 {
 	size_t i;
 	int err;
@@ -123,7 +123,8 @@ static int insert_preds(kheo_db *db, const kheo_op *op, const char *field,
 		sqlite3_bind_int64(st, 3, (int64_t)op->pred[i].clock);
 		sqlite3_bind_blob(st, 4, op->pred[i].key, KHEO_KEY_SIZE,
 			SQLITE_STATIC);
-		sqlite3_bind_int(st, 5, pending);
+		sqlite3_bind_int64(st, 5, cs_n);
+		sqlite3_bind_int64(st, 6, (int64_t)op->clock);
 		if ((err = kheo__step_done(db, st, "store pred")) < 0)
 			return err;
 		if (!seen)
@@ -136,7 +137,7 @@ static int insert_preds(kheo_db *db, const kheo_op *op, const char *field,
 		sqlite3_bind_int64(st, 2, (int64_t)op->pred[i].clock);
 		sqlite3_bind_blob(st, 3, op->pred[i].key, KHEO_KEY_SIZE,
 			SQLITE_STATIC);
-		sqlite3_bind_int(st, 4, pending);
+		sqlite3_bind_int64(st, 4, cs_n);
 		if ((err = kheo__step_done(db, st, "store seen")) < 0)
 			return err;
 	}
@@ -219,7 +220,7 @@ int kheo__merge_changeset(kheo_db *db, const kheo_changeset *cs,
 			 * to each of its fields */
 			for (j = 0; j < op->nfields && err == KHEO_OK; j++)
 				err = insert_preds(db, op, op->fields[j].name,
-					pending, 0);
+					cs_n, 0);
 			break;
 		case KHEO_OP_SET:
 		case KHEO_OP_ADD:
@@ -227,17 +228,17 @@ int kheo__merge_changeset(kheo_db *db, const kheo_changeset *cs,
 				op->kind, &op->fields[0].value);
 			if (err == KHEO_OK)
 				err = insert_preds(db, op, op->fields[0].name,
-					pending, 0);
+					cs_n, 0);
 			break;
 		case KHEO_OP_REMOVE:
-			err = insert_preds(db, op, op->fields[0].name, pending,
+			err = insert_preds(db, op, op->fields[0].name, cs_n,
 				0);
 			break;
 		case KHEO_OP_DELETE:
 			err = insert_op(db, cs, cs_n, op, "_deleted",
 				KHEO_OP_DELETE, &deleted);
 			if (err == KHEO_OK)
-				err = insert_preds(db, op, "_deleted", pending,
+				err = insert_preds(db, op, "_deleted", cs_n,
 					1);
 			break;
 		}
@@ -248,6 +249,23 @@ int kheo__merge_changeset(kheo_db *db, const kheo_changeset *cs,
 }
 
 /* ------------------------------------------------------------- live ops */
+
+static int add_lock(kheo_db *db, uint64_t lo, uint64_t hi)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db->sql,
+		"INSERT INTO temp.kheo_lock(lo, hi) VALUES(?1, ?2)", -1, &st,
+		NULL);
+
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "lock");
+	sqlite3_bind_int64(st, 1, (int64_t)lo);
+	sqlite3_bind_int64(st, 2, (int64_t)hi);
+	rc = kheo__step_done(db, st, "lock");
+	sqlite3_finalize(st);
+	db->lock_rows = 1;
+	return rc;
+}
 
 static int value_cmp(const kheo_value *a, const kheo_value *b);
 
@@ -273,11 +291,78 @@ void kheo__live_free(kheo_live_set *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/*
+ * The approval lock (DESIGN.md, Merge semantics): once a reviewer sets a
+ * workflow field to a reviewer-only value (status `recognized`), a
+ * collector's ops clocked after it and before the next reviewer's step
+ * back (a send-back to `building`) are kept but never win.  The intervals
+ * are a function of the record's workflow ops and their authors' roles
+ * alone, so every order of arrival gives the same state.  They go to
+ * temp.kheo_lock for the live-ops query; *any says whether there are any.
+ */
+static int lock_intervals(kheo_db *db, const uint8_t *rid, const char *tbl,
+	int *any)
+{
+	const kheo_stable *t = kheo_schema_table(db->schema, tbl);
+	const kheo_sfield *f = NULL;
+	sqlite3_stmt *st;
+	uint64_t lo = 0;
+	size_t i;
+	int rc, locked = 0, err;
+
+	*any = 0;
+	for (i = 0; t && i < t->nfields && !f; i++)
+		if (t->fields[i].workflow && t->fields[i].value_reviewer_only)
+			f = &t->fields[i];
+	if (!f)
+		return KHEO_OK;
+	if (db->lock_rows) {
+		if ((err = kheo__exec(db, "DELETE FROM temp.kheo_lock")) < 0)
+			return err;
+		db->lock_rows = 0;
+	}
+	if (!(st = kheo__stmt(db, ST_WORKFLOW_OPS)))
+		return KHEO_ERROR;
+	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, f->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, db->cert_role);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t clock = (uint64_t)sqlite3_column_int64(st, 0);
+		const char *v = (const char *)sqlite3_column_text(st, 2);
+		int role = sqlite3_column_int(st, 3), locks = 0;
+
+		if (locked && role == KHEO_ROLE_COLLECTOR)
+			continue; /* itself locked */
+		for (i = 0; v && i < f->nvalues; i++)
+			if (f->value_reviewer_only[i] &&
+			    strcmp(f->values[i], v) == 0)
+				locks = 1;
+		if (locks && !locked) {
+			lo = clock;
+			locked = 1;
+		} else if (!locks && locked) {
+			if ((err = add_lock(db, lo, clock)) < 0)
+				break;
+			locked = 0;
+			*any = 1;
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return kheo__sqlerr(db, rc, "workflow ops");
+	if (locked) {
+		if ((err = add_lock(db, lo, (uint64_t)INT64_MAX)) < 0)
+			return err;
+		*any = 1;
+	}
+	return KHEO_OK;
+}
+
 int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid,
 	const char *field)
 {
 	sqlite3_stmt *st = kheo__stmt(db, ST_RECORD_GET);
-	int rc;
+	int rc, err, locks = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!st)
@@ -295,11 +380,21 @@ int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid,
 	}
 	sqlite3_reset(st);
 
-	if (!(st = kheo__stmt(db, field ? ST_LIVE_OPS_FIELD : ST_LIVE_OPS)))
+	if (out->exists && (err = lock_intervals(db, rid, out->tbl,
+				    &locks)) < 0)
+		return err;
+	if (locks)
+		st = kheo__stmt(db, field ? ST_LIVE_OPS_LOCKED_FIELD
+					  : ST_LIVE_OPS_LOCKED);
+	else
+		st = kheo__stmt(db, field ? ST_LIVE_OPS_FIELD : ST_LIVE_OPS);
+	if (!st)
 		return KHEO_ERROR;
 	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
 	if (field)
 		sqlite3_bind_text(st, 2, field, -1, SQLITE_STATIC);
+	if (locks)
+		sqlite3_bind_int(st, 3, db->cert_role);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		kheo_live *l;
 		kheo_value v;
@@ -330,7 +425,8 @@ int kheo__live_ops(kheo_db *db, kheo_live_set *out, const uint8_t *rid,
 		l->clock = (uint64_t)sqlite3_column_int64(st, 4);
 		memcpy(l->author, sqlite3_column_blob(st, 5), KHEO_KEY_SIZE);
 		l->foreign = strcmp((const char *)sqlite3_column_text(st, 6),
-				     out->unit) != 0;
+				     out->unit) != 0 ||
+			     (locks && sqlite3_column_int(st, 7));
 		out->n++;
 	}
 	sqlite3_reset(st);
@@ -522,6 +618,25 @@ static int unseen_edits(kheo_db *db, const uint8_t *rid, int *count)
 	return rc == SQLITE_ROW ? KHEO_OK : kheo__sqlerr(db, rc, "unseen");
 }
 
+int kheo__register_conflict(const kheo_live_set *live, size_t from,
+	size_t to)
+{
+	const kheo_live *first = NULL;
+	size_t k;
+
+	for (k = from; k < to; k++) {
+		const kheo_live *l = &live->v[k];
+
+		if (l->kind == KHEO_OP_ADD)
+			continue;
+		if (!first)
+			first = l;
+		else if (same_id_cmp(first, l) != 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int materialise(kheo_db *db, const uint8_t *rid)
 {
 	const kheo_value **members = NULL;
@@ -568,7 +683,7 @@ static int materialise(kheo_db *db, const uint8_t *rid)
 			}
 			j++;
 		}
-		if (nreg > 1)
+		if (nreg > 1 && kheo__register_conflict(&live, i, j))
 			conflicts++;
 		if (strcmp(live.v[i].field, "_deleted") == 0) {
 			deleted = win && win->value.type == KHEO_VAL_BOOL &&
@@ -783,4 +898,110 @@ KHEO_EXTERN int kheo_digest(kheo_db *db, uint8_t out[32], const char *prefix)
 		return kheo__sqlerr(db, rc, "digest");
 	crypto_generichash_final(&h, out, 32);
 	return KHEO_OK;
+}
+
+/* ------------------------------------------------------------ unmerging */
+
+/* Run one statement with (rid, cs) bound. */
+static int rid_cs_exec(kheo_db *db, const char *sql, const uint8_t *rid,
+	int64_t cs_n)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "unmerge");
+	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, cs_n);
+	rc = kheo__step_done(db, st, "unmerge");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * A record's put after some of its ops went away: the smallest put op id
+ * left decides its table and unit (as record_put does); with none left the
+ * record is gone, from kheo_record and from its materialised table.
+ */
+static int record_recompute(kheo_db *db, const uint8_t *rid)
+{
+	sqlite3_stmt *st;
+	char tbl[KHEO_NAME_MAX + 1] = "", sql[160];
+	int rc, err;
+
+	rc = sqlite3_prepare_v2(db->sql,
+		"SELECT tbl, unit, clock, author, cs FROM kheo_op WHERE"
+		" rid = ?1 AND kind = 1 ORDER BY clock, author LIMIT 1", -1,
+		&st, NULL);
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "unmerge");
+	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sqlite3_stmt *put = kheo__stmt(db, ST_RECORD_PUT);
+
+		if (!put) {
+			sqlite3_finalize(st);
+			return KHEO_ERROR;
+		}
+		sqlite3_bind_blob(put, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+		sqlite3_bind_text(put, 2, (const char *)sqlite3_column_text(st,
+			0), -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(put, 3, (const char *)sqlite3_column_text(st,
+			1), -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(put, 4, sqlite3_column_int64(st, 2));
+		sqlite3_bind_blob(put, 5, sqlite3_column_blob(st, 3),
+			KHEO_KEY_SIZE, SQLITE_TRANSIENT);
+		sqlite3_bind_int(put, 6, sqlite3_column_int64(st, 4) == 0);
+		sqlite3_finalize(st);
+		return kheo__step_done(db, put, "unmerge");
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return kheo__sqlerr(db, rc, "unmerge");
+	/* no put left: forget the record and its row */
+	if (!(st = kheo__stmt(db, ST_RECORD_GET)))
+		return KHEO_ERROR;
+	sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(tbl, sizeof(tbl), "%s",
+			(const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	if ((err = rid_cs_exec(db, "DELETE FROM kheo_record WHERE rid = ?1"
+				   " AND ?2 = ?2", rid, 0)) < 0 || !tbl[0] ||
+	    !kheo_schema_table(db->schema, tbl))
+		return err;
+	{
+		char hex[2 * KHEO_RECORD_SIZE + 1];
+
+		kheo_hex(hex, rid, KHEO_RECORD_SIZE);
+		snprintf(sql, sizeof(sql), "DELETE FROM \"%s\" WHERE id = '%s'",
+			tbl, hex);
+	}
+	return kheo__exec(db, sql);
+}
+
+int kheo__unmerge_changeset(kheo_db *db, const kheo_changeset *cs,
+	int64_t cs_n)
+{
+	size_t i;
+	int err = KHEO_OK;
+
+	for (i = 0; i < cs->nops && err == KHEO_OK; i++) {
+		const uint8_t *rid = cs->ops[i].record;
+
+		if ((err = rid_cs_exec(db, "DELETE FROM kheo_op WHERE rid = ?1"
+					   " AND cs = ?2", rid, cs_n)) < 0 ||
+		    (err = rid_cs_exec(db, "DELETE FROM kheo_pred WHERE"
+					   " rid = ?1 AND cs = ?2", rid,
+			     cs_n)) < 0 ||
+		    (err = rid_cs_exec(db, "DELETE FROM kheo_seen WHERE"
+					   " rid = ?1 AND cs = ?2", rid,
+			     cs_n)) < 0)
+			break;
+		if (cs->ops[i].kind == KHEO_OP_PUT &&
+		    (err = record_recompute(db, rid)) < 0)
+			break;
+		err = mark_dirty(db, rid);
+	}
+	return err;
 }

@@ -132,7 +132,7 @@ static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
 		if (win)
 			json_object_set_new(dest, name,
 				kheo__value_json(&win->value));
-		if (nreg > 1) {
+		if (nreg > 1 && kheo__register_conflict(&live, i, j)) {
 			json_t *vals = json_array();
 			size_t k;
 
@@ -534,11 +534,8 @@ KHEO_EXTERN int kheo_id_json(kheo_db *db, char **out)
 	kheo__clear(db);
 	json_object_set_new(o, "key", hex_json(db->pk, KHEO_KEY_SIZE));
 	json_object_set_new(o, "node_role", json_string(role_name(db->role)));
-	/* certificates come with the identity work: open mode until then */
-	json_object_set_new(o, "cert_role", json_null());
 	json_object_set_new(o, "unit", json_string(db->unit));
-	json_object_set_new(o, "root", json_null());
-	json_object_set_new(o, "mode", json_string("open"));
+	kheo__identity_json(db, o);
 	snprintf(schema, sizeof(schema), "%s v%u", db->schema->name,
 		db->schema->version);
 	json_object_set_new(o, "schema", json_string(schema));

@@ -724,6 +724,7 @@ typedef struct parser {
 	size_t errlen;
 	kheo_buf tmp;      /* NFC of labels */
 	char where[160];   /* "model.kind", "model", "tables[3]", "" */
+	int system;        /* parsing the compiled-in system tables */
 } parser;
 
 static int perr(parser *ps, const char *fmt, ...)
@@ -926,7 +927,9 @@ static int parse_bound(parser *ps, json_t *obj, const char *key,
 /* "values" of an enum: names (strings) or {name, vi, en, note}. */
 static int parse_values(parser *ps, json_t *obj, kheo_sfield *f)
 {
-	static const char *const keys[] = { "name", "vi", "en", "note", NULL };
+	static const char *const keys[] = { "name", "vi", "en", "note",
+		"reviewer_only", NULL };
+	unsigned char *restricted;
 	json_t *arr = json_object_get(obj, "values");
 	const char **names, **vi, **en;
 	size_t i, j, n;
@@ -950,7 +953,8 @@ static int parse_values(parser *ps, json_t *obj, kheo_sfield *f)
 	names = arena_alloc(ps->s, n * sizeof(*names));
 	vi = arena_alloc(ps->s, n * sizeof(*vi));
 	en = arena_alloc(ps->s, n * sizeof(*en));
-	if (!names || !vi || !en)
+	restricted = arena_alloc(ps->s, n);
+	if (!names || !vi || !en || !restricted)
 		return KHEO_ENOMEM;
 	for (i = 0; i < n; i++) {
 		json_t *v = json_array_get(arr, i);
@@ -981,10 +985,17 @@ static int parse_values(parser *ps, json_t *obj, kheo_sfield *f)
 		if (!(names[i] = arena_strndup(ps->s, p, len)))
 			return KHEO_ENOMEM;
 		vi[i] = en[i] = names[i];
-		if (json_is_object(v) &&
-		    (rc = get_labels(ps, v, names[i], &vi[i], &en[i])) < 0)
-			return rc;
+		if (json_is_object(v)) {
+			int only = 0;
+
+			if ((rc = get_labels(ps, v, names[i], &vi[i],
+				     &en[i])) < 0 ||
+			    (rc = get_bool(ps, v, "reviewer_only", &only)) < 0)
+				return rc;
+			restricted[i] = (unsigned char)only;
+		}
 	}
+	f->value_reviewer_only = restricted;
 	f->values = names;
 	f->value_labels_vi = vi;
 	f->value_labels_en = en;
@@ -996,8 +1007,8 @@ static int parse_field(parser *ps, json_t *obj, const kheo_stable *t,
 	size_t index, kheo_sfield *f)
 {
 	static const char *const keys[] = { "name", "type", "set", "required",
-		"fixed", "workflow", "min", "max", "values", "ref", "vi", "en",
-		"note", NULL };
+		"fixed", "workflow", "reviewer_only", "min", "max", "values",
+		"ref", "vi", "en", "note", NULL };
 	const char *ref;
 	numtext lo, hi;
 	size_t i, n;
@@ -1022,6 +1033,7 @@ static int parse_field(parser *ps, json_t *obj, const kheo_stable *t,
 	    (rc = get_bool(ps, obj, "required", &f->required)) < 0 ||
 	    (rc = get_bool(ps, obj, "fixed", &f->fixed)) < 0 ||
 	    (rc = get_bool(ps, obj, "workflow", &f->workflow)) < 0 ||
+	    (rc = get_bool(ps, obj, "reviewer_only", &f->reviewer_only)) < 0 ||
 	    (rc = parse_bound(ps, obj, "min", f, &f->has_min, &f->min)) < 0 ||
 	    (rc = parse_bound(ps, obj, "max", f, &f->has_max, &f->max)) < 0 ||
 	    (rc = parse_values(ps, obj, f)) < 0 ||
@@ -1067,9 +1079,11 @@ static int parse_table(parser *ps, json_t *obj, size_t index,
 		return rc;
 	snprintf(ps->where, sizeof(ps->where), "%s", t->name);
 	if (t->name[0] == '_' || strncmp(t->name, "kheo_", 5) == 0 ||
-	    strncmp(t->name, "sqlite_", 7) == 0)
+	    strncmp(t->name, "sqlite_", 7) == 0 ||
+	    (strncmp(t->name, "sys_", 4) == 0) != ps->system)
 		return perr(ps, "the name is reserved (names starting with _, "
-			"kheo_ or sqlite_)");
+			"kheo_, sqlite_ or sys_)");
+	t->system = ps->system;
 	for (i = 0; i < index; i++)
 		if (strcmp(tables[i].name, t->name) == 0)
 			return perr(ps, "table defined twice");
@@ -1202,5 +1216,42 @@ done:
 		return rc;
 	}
 	*out = &ps.s->pub;
+	return KHEO_OK;
+}
+
+int kheo_schema_add_system(kheo_schema *pub, char *err, size_t errlen)
+{
+	parser ps = { .s = (schema_own *)pub, .err = err, .errlen = errlen,
+		.system = 1 };
+	json_error_t jerr;
+	json_t *root, *arr;
+	kheo_stable *tables;
+	size_t i, n;
+	int rc = KHEO_OK;
+
+	root = json_loadb(kheo_schema_system_json,
+		kheo_schema_system_json_len, JSON_REJECT_DUPLICATES, &jerr);
+	arr = root ? json_object_get(root, "tables") : NULL;
+	if (!json_is_array(arr)) {
+		json_decref(root);
+		return fail(err, errlen, "system tables: JSON, line %d: %s",
+			jerr.line, jerr.text);
+	}
+	n = json_array_size(arr);
+	if (!(tables = arena_alloc(ps.s, (pub->ntables + n) *
+					    sizeof(*tables)))) {
+		json_decref(root);
+		return KHEO_ENOMEM;
+	}
+	memcpy(tables, pub->tables, pub->ntables * sizeof(*tables));
+	for (i = 0; i < n && rc == KHEO_OK; i++)
+		rc = parse_table(&ps, json_array_get(arr, i),
+			pub->ntables + i, tables);
+	json_decref(root);
+	kheo_buf_free(&ps.tmp);
+	if (rc < 0)
+		return rc;
+	pub->tables = tables;
+	pub->ntables += n;
 	return KHEO_OK;
 }

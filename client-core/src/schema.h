@@ -37,6 +37,7 @@ typedef struct kheo_sfield {
 	int required;          /* must be given at put */
 	int fixed;             /* may not be set after put (e.g. unit) */
 	int workflow;          /* every change kept at sealing (status) */
+	int reviewer_only;     /* set only by reviewers and above (authz.c) */
 	int has_min, has_max;  /* INT, REAL: bounds on the value; */
 	double min, max;       /* TEXT: bounds on the length in code points */
 	const char *const *values; /* ENUM: allowed values */
@@ -46,6 +47,7 @@ typedef struct kheo_sfield {
 	const char *label_en;
 	const char *const *value_labels_vi; /* ENUM: per value, or NULL */
 	const char *const *value_labels_en;
+	const unsigned char *value_reviewer_only; /* ENUM: per value, or NULL */
 } kheo_sfield;
 
 typedef struct kheo_stable {
@@ -53,6 +55,7 @@ typedef struct kheo_stable {
 	const char *label_vi, *label_en;
 	const kheo_sfield *fields; /* in the file's order */
 	size_t nfields;
+	int system;                /* a table of the system unit _sys */
 } kheo_stable;
 
 typedef struct kheo_schema {
@@ -68,6 +71,10 @@ typedef struct kheo_schema {
 extern const char kheo_schema_default_json[];
 extern const size_t kheo_schema_default_json_len;
 
+/* The system tables' JSON (client-core/schema/sys-v1.json), compiled in. */
+extern const char kheo_schema_system_json[];
+extern const size_t kheo_schema_system_json_len;
+
 /*
  * Parse and check a schema file.  On error, returns KHEO_EINVAL and writes a
  * message naming the table, field and rule into err.  *out is the caller's.
@@ -75,6 +82,14 @@ extern const size_t kheo_schema_default_json_len;
 int kheo_schema_parse(kheo_schema **out, const char *json, size_t len,
 	char *err, size_t errlen);
 void kheo_schema_free(kheo_schema *s);
+
+/*
+ * Append the system tables (sys_unit, sys_cert, sys_revocation,
+ * sys_receipt) to a parsed deployment schema, marked `system`.  Every node
+ * has them whatever its deployment schema, because identity and
+ * authorisation live there.  KHEO_OK or an error with a message.
+ */
+int kheo_schema_add_system(kheo_schema *s, char *err, size_t errlen);
 
 /* Lookups; NULL when absent.  Borrowed for the schema's lifetime. */
 const kheo_stable *kheo_schema_table(const kheo_schema *s, const char *name);

@@ -435,12 +435,16 @@ static const bad_schema bad_schemas[] = {
 		"...\" is not valid ([a-z_][a-z0-9_]*, at most 64 bytes)" },
 	{ "reserved table name _",
 		"{'schema':'t','version':1,'tables':[{'name':'_sys'}]}",
-		"_sys: the name is reserved (names starting with _, kheo_ or "
-		"sqlite_)" },
+		"_sys: the name is reserved (names starting with _, kheo_, "
+		"sqlite_ or sys_)" },
 	{ "reserved table name kheo_",
 		"{'schema':'t','version':1,'tables':[{'name':'kheo_meta'}]}",
-		"kheo_meta: the name is reserved (names starting with _, kheo_ "
-		"or sqlite_)" },
+		"kheo_meta: the name is reserved (names starting with _, kheo_, "
+		"sqlite_ or sys_)" },
+	{ "reserved table name sys_ (the system tables')",
+		"{'schema':'t','version':1,'tables':[{'name':'sys_unit'}]}",
+		"sys_unit: the name is reserved (names starting with _, kheo_, "
+		"sqlite_ or sys_)" },
 	{ "duplicate table",
 		"{'schema':'t','version':1,'tables':[{'name':'t','fields':"
 		"[{'name':'a','type':'int'}]},{'name':'t'}]}",
