@@ -41,6 +41,7 @@ int cmd_import(cli *c);
 int cmd_get(cli *c);
 int cmd_ls(cli *c);
 int cmd_log(cli *c);
+int cmd_status(cli *c);
 int cmd_conflicts(cli *c);
 int cmd_quarantine(cli *c);
 int cmd_verify(cli *c);

@@ -40,6 +40,10 @@ int cmd_bundle(cli *c)
 		return cli_usage(line);
 	if ((rc = cli_open(c, &db)) != EXIT_OK)
 		return rc;
+	if (!kheo_enforcing(db))
+		fprintf(stderr, "kheo: bundle apply: open mode (this node is "
+			"not enrolled): changesets are checked for signatures "
+			"only, not certificates\n");
 	if (kheo_bundle_apply(db, c->argv[2], &st) < 0) {
 		rc = cli_fail(db, "bundle apply");
 	} else {

@@ -131,11 +131,13 @@ static void log_plain(const char *json)
 	json_array_foreach(arr, i, o) {
 		json_t *why = json_object_get(o, "why");
 
-		printf("%.24s  %.16s  %-7s %s%s useq %lld, %lld ops%s%s\n",
+		printf("%.24s  %.16s  %-7s %s%s%s useq %lld, %lld ops%s%s\n",
 			json_string_value(json_object_get(o, "time")),
 			json_string_value(json_object_get(o, "id")),
 			json_string_value(json_object_get(o, "state")),
 			json_is_true(json_object_get(o, "mine")) ? "mine " : "",
+			json_is_true(json_object_get(o, "province_held"))
+				? "province-held " : "",
 			json_string_value(json_object_get(o, "unit")),
 			(long long)json_integer_value(json_object_get(o, "useq")),
 			(long long)json_integer_value(json_object_get(o, "ops")),
@@ -170,6 +172,36 @@ static int simple_list(cli *c, const char *name,
 int cmd_log(cli *c)
 {
 	return simple_list(c, "log", kheo_log_json, log_plain);
+}
+
+static void status_plain(const char *json)
+{
+	json_t *o = json_loads(json, 0, NULL), *w;
+	size_t i;
+
+	printf("mode            %s\n", json_string_value(json_object_get(o,
+		"mode")));
+	if (json_is_string(json_object_get(o, "cert_role")))
+		printf("certificate     %s of %s\n",
+			json_string_value(json_object_get(o, "cert_role")),
+			json_string_value(json_object_get(o, "cert_scope")));
+	printf("pending edits   %lld\n", (long long)json_integer_value(
+		json_object_get(o, "pending_edits")));
+	printf("not yet held by the province  %lld\n",
+		(long long)json_integer_value(json_object_get(o,
+			"unacknowledged")));
+	printf("held            %lld\n", (long long)json_integer_value(
+		json_object_get(o, "held")));
+	printf("quarantined     %lld\n", (long long)json_integer_value(
+		json_object_get(o, "quarantined")));
+	json_array_foreach(json_object_get(o, "warnings"), i, w)
+		printf("warning: %s\n", json_string_value(w));
+	json_decref(o);
+}
+
+int cmd_status(cli *c)
+{
+	return simple_list(c, "status", kheo_status_json, status_plain);
 }
 
 static void conflicts_plain(const char *json)

@@ -27,6 +27,7 @@ static const struct {
 	{ "ls", cmd_ls, "TABLE [--where FIELD=VALUE]... [--json]" },
 	{ "import", cmd_import, "FILE.jsonl" },
 	{ "log", cmd_log, "[--json]" },
+	{ "status", cmd_status, "[--json]" },
 	{ "conflicts", cmd_conflicts, "[--json]" },
 	{ "quarantine", cmd_quarantine, "[--json]" },
 	{ "verify", cmd_verify, "" },
@@ -39,7 +40,7 @@ static const struct {
 
 /* Commands of the contract that later work brings. */
 static const char *const later[] = {
-	"sync", "status", "report", "attach", "blob", "audit",
+	"sync", "report", "attach", "blob", "audit",
 };
 
 static void usage(FILE *f)

@@ -327,6 +327,16 @@ KHEO_EXTERN int kheo_import_jsonl(kheo_db *db, const char *path,
  * to the root they were told out of band; from then on they enforce.
  */
 
+/*
+ * What needs the user's attention, as one JSON object (kheo_free): mode,
+ * root and certificate (as kheo_id_json), "unacknowledged" (this node's
+ * changesets no province receipt covers yet), pending edits, held and
+ * quarantined counts, and "warnings": plain sentences (open mode, a
+ * certificate expiring within 14 days, changesets waiting for the
+ * province for more than 3 days).
+ */
+KHEO_EXTERN int kheo_status_json(kheo_db *db, char **out);
+
 /* 1 when this node enforces certificates, 0 in open mode. */
 KHEO_EXTERN int kheo_enforcing(const kheo_db *db);
 

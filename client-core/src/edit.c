@@ -874,6 +874,9 @@ int kheo__seal(kheo_db *db, size_t *sealed)
 
 	if (sealed)
 		*sealed = 0;
+	/* the province acknowledges what it holds each time it seals */
+	if ((err = kheo__write_receipts(db)) < 0)
+		return err;
 	if ((err = load_pending(db, &s)) < 0 || s.n == 0)
 		goto done;
 	if ((err = need_signer(db)) < 0 || (err = collapse(db, &s)) < 0 ||

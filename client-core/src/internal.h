@@ -240,6 +240,17 @@ int kheo__make_root(kheo_db *db);
 /* mode, root, cert_role, cert_scope, cert_expires_ms, warnings. */
 int kheo__identity_json(kheo_db *db, struct json_t *o);
 
+/* ---------------------------------------------------------------- read.c */
+
+/* Hand JSON to a caller as text it frees with kheo_free (takes j). */
+int kheo__json_out(kheo_db *db, char **out, struct json_t *j);
+
+/* ------------------------------------------------------------- receipt.c */
+
+/* On the province, before sealing: move every chain's sys_receipt up to
+ * what is applied here.  Elsewhere nothing. */
+int kheo__write_receipts(kheo_db *db);
+
 /* --------------------------------------------------------------- edit.c */
 
 /* Seal pending edits (inside the caller's transaction). */

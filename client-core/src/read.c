@@ -51,7 +51,7 @@ static json_t *hex_json(const void *p, size_t n)
 }
 
 /* Hand a JSON value to the caller as text. */
-static int dump(kheo_db *db, char **out, json_t *j)
+int kheo__json_out(kheo_db *db, char **out, json_t *j)
 {
 	char *text;
 
@@ -240,7 +240,7 @@ KHEO_EXTERN int kheo_get_json(kheo_db *db, char **out, const char *table,
 	}
 	if (!(obj = record_json(db, rid, &err)))
 		return err;
-	return dump(db, out, obj);
+	return kheo__json_out(db, out, obj);
 }
 
 KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
@@ -327,7 +327,7 @@ KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 	if (err == KHEO_OK && rc != SQLITE_DONE)
 		err = kheo__sqlerr(db, rc, "list");
 	if (err == KHEO_OK) {
-		err = dump(db, out, arr);
+		err = kheo__json_out(db, out, arr);
 		arr = NULL;
 	}
 done:
@@ -351,8 +351,11 @@ KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out)
 	*out = NULL;
 	rc = sqlite3_prepare_v2(db->sql,
 		"SELECT id, author, unit, useq, clock_min, clock_max, nops,"
-		" state, why, received, applied, length(frame) FROM kheo_cs"
-		" ORDER BY n DESC", -1, &st, NULL);
+		" state, why, received, applied, length(frame), EXISTS (SELECT"
+		" 1 FROM sys_receipt r WHERE r.author = lower(hex(c.author))"
+		" AND r.chain_unit = c.unit AND r.useq >= c.useq AND"
+		" r._deleted = 0) FROM kheo_cs c ORDER BY n DESC", -1, &st,
+		NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(db, rc, "log");
 	arr = json_array();
@@ -383,6 +386,9 @@ KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out)
 			time_json(sqlite3_column_int64(st, 9)));
 		json_object_set_new(o, "bytes",
 			json_integer(sqlite3_column_int64(st, 11)));
+		/* a province receipt covers it: the province holds it */
+		json_object_set_new(o, "province_held",
+			json_boolean(sqlite3_column_int(st, 12)));
 		json_array_append_new(arr, o);
 	}
 	sqlite3_finalize(st);
@@ -390,7 +396,7 @@ KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out)
 		json_decref(arr);
 		return kheo__sqlerr(db, rc, "log");
 	}
-	return dump(db, out, arr);
+	return kheo__json_out(db, out, arr);
 }
 
 KHEO_EXTERN int kheo_conflicts_json(kheo_db *db, char **out)
@@ -464,7 +470,7 @@ KHEO_EXTERN int kheo_conflicts_json(kheo_db *db, char **out)
 		json_decref(arr);
 		return err;
 	}
-	return dump(db, out, arr);
+	return kheo__json_out(db, out, arr);
 }
 
 KHEO_EXTERN int kheo_quarantine_json(kheo_db *db, char **out)
@@ -510,7 +516,7 @@ KHEO_EXTERN int kheo_quarantine_json(kheo_db *db, char **out)
 		json_decref(arr);
 		return kheo__sqlerr(db, rc, "quarantine");
 	}
-	return dump(db, out, arr);
+	return kheo__json_out(db, out, arr);
 }
 
 static int64_t count(kheo_db *db, const char *sql)
@@ -553,5 +559,5 @@ KHEO_EXTERN int kheo_id_json(kheo_db *db, char **out)
 		count(db, "SELECT count(*) FROM kheo_quarantine")));
 	json_object_set_new(o, "flagged_keys", json_integer(
 		count(db, "SELECT count(DISTINCT author) FROM kheo_flag")));
-	return dump(db, out, o);
+	return kheo__json_out(db, out, o);
 }
