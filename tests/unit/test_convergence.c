@@ -5,11 +5,18 @@
  * them is cloned whole (equivocation), and after a final full exchange
  * every replica prints the same digest.
  *
+ * Odd seeds run with authorisation on: a province enrols every replica
+ * (collectors of two communes, reviewers over the whole province), so
+ * edits are checked on receipt, certificates arrive in any order (holding
+ * what they cover until they come), and reviewers' recognitions lock
+ * records against collectors' concurrent edits (the approval lock).
+ *
  * KHEO_SCENARIOS sets how many seeded scenarios run (default 2000; `make
  * soak` runs 100000).  A failure names its seed; KHEO_SEED=n replays one.
  */
 #include "nodes.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +50,7 @@ typedef struct world {
 	int nids;
 	rng r;
 	kheo_buf file;
+	int authz;        /* replicas enrolled: authorisation on */
 } world;
 
 static const char *const statuses[] = { "registered", "building", "review",
@@ -68,8 +76,9 @@ static void random_edit(world *w, test_node *n)
 
 		if (w->nids == MAX_RECORDS)
 			return;
+		/* with authorisation, two communes shared by the replicas */
 		snprintf(unit, sizeof(unit), "dak-nong/u%d",
-			(int)(n - w->node));
+			(int)(n - w->node) % (w->authz ? 2 : MAX_NODES + 1));
 		if (kheo_put(n->db, w->ids[w->nids], "model", NULL, p, 3) == 0)
 			w->nids++;
 		return;
@@ -181,8 +190,39 @@ static void clone_node(world *w, test_node *n)
 	w->n++;
 }
 
+/* Enrol `n` under the province `p` as `role` over `unit`, offline, through
+ * the public API (request, sign, accept with the root fingerprint). */
+static void enrol(test_node *p, const char *root, test_node *n,
+	const char *role, const char *unit)
+{
+	char *req = NULL, *cert = NULL;
+
+	if (kheo_enroll_request(n->db, &req) < 0 ||
+	    kheo_enroll_sign(p->db, req, role, unit, 365, &cert) < 0 ||
+	    kheo_enroll_accept(n->db, cert, root) < 0)
+		fail_msg("enrol %s as %s of %s: %s / %s", n->dir, role, unit,
+			kheo_errmsg(n->db), kheo_errmsg(p->db));
+	kheo_free(req);
+	kheo_free(cert);
+}
+
+static void root_of(test_node *p, char root[65])
+{
+	char *text = NULL;
+	json_t *o;
+
+	if (kheo_id_json(p->db, &text) < 0)
+		fail_msg("id: %s", kheo_errmsg(p->db));
+	o = json_loads(text, 0, NULL);
+	snprintf(root, 65, "%s", json_string_value(json_object_get(o, "key")));
+	json_decref(o);
+	kheo_free(text);
+}
+
 static void scenario(uint64_t seed)
 {
+	test_node prov;
+	char root[65];
 	world w;
 	int i, j, step, steps;
 	char first[65];
@@ -190,16 +230,32 @@ static void scenario(uint64_t seed)
 	memset(&w, 0, sizeof(w));
 	w.r.s = seed * 0x9e3779b97f4a7c15ull + 1;
 	w.n = 2 + (int)(seed % 6);
+	w.authz = (int)(seed % 2);
+	if (w.authz) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "s%llu-p", (unsigned long long)seed);
+		node_make(&prov, name, "dak-nong", KHEO_NODE_PROVINCE);
+		root_of(&prov, root);
+	}
 	for (i = 0; i < w.n; i++) {
 		char name[32], unit[32];
 
 		snprintf(name, sizeof(name), "s%llu-n%d",
 			(unsigned long long)seed, i);
-		snprintf(unit, sizeof(unit), "dak-nong/u%d", i);
+		snprintf(unit, sizeof(unit), "dak-nong/u%d",
+			w.authz ? i % 2 : i);
 		node_make(&w.node[i], name, unit, KHEO_NODE_DEVICE);
+		/* a reviewer over the province, or a collector of a commune */
+		if (w.authz)
+			enrol(&prov, root, &w.node[i],
+				i % 3 == 0 ? "reviewer" : "collector",
+				i % 3 == 0 ? "dak-nong" : unit);
 		/* clocks a little apart, as real devices are */
 		w.node[i].now += (int64_t)pick(&w.r, 5000);
 	}
+	if (w.authz)
+		node_close(&prov);
 	steps = 15 + (int)pick(&w.r, 30);
 	for (step = 0; step < steps; step++) {
 		test_node *n = &w.node[pick(&w.r, (unsigned)w.n)];
