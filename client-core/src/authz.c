@@ -108,21 +108,17 @@ int kheo__authz_own_role(kheo_db *db)
 /* The successor of exactly this unit in the units table, if any. */
 static int successor_of(kheo_db *db, const char *unit, char *out, size_t n)
 {
-	sqlite3_stmt *st;
-	int rc, found = 0;
+	sqlite3_stmt *st = kheo__stmt(db, ST_AUTHZ_SUCCESSOR);
+	int found = 0;
 
-	rc = sqlite3_prepare_v2(db->sql,
-		"SELECT successor FROM sys_unit WHERE slug = ?1 AND"
-		" _deleted = 0 AND successor IS NOT NULL AND successor != ''"
-		" ORDER BY id LIMIT 1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	if (!st)
 		return 0;
 	sqlite3_bind_text(st, 1, unit, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
 		found = 1;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return found;
 }
 
@@ -411,20 +407,16 @@ static const kheo_value *op_field(const kheo_op *op, const char *name)
 static int64_t revoked_after(kheo_db *db, const uint8_t *author,
 	const char *unit)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = kheo__stmt(db, ST_AUTHZ_REVOKED);
 	int64_t last = -1;
-	int rc = sqlite3_prepare_v2(db->sql,
-		"SELECT min(last_useq) FROM kheo_revoked WHERE key = ?1 AND"
-		" unit IN (?2, '*') GROUP BY unit ORDER BY unit = '*' LIMIT 1",
-		-1, &st, NULL);
 
-	if (rc != SQLITE_OK)
+	if (!st)
 		return -1;
 	sqlite3_bind_blob(st, 1, author, KHEO_KEY_SIZE, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, unit, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		last = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return last;
 }
 
@@ -447,11 +439,8 @@ static int authority(kheo_db *db, const uint8_t *author, const char *unit,
 		*role = KHEO_ROLE_PROVINCE;
 		return VERDICT_APPLY;
 	}
-	rc = sqlite3_prepare_v2(db->sql, "SELECT role, scope, not_after,"
-		" status, why FROM kheo_cert WHERE subject = ?1 ORDER BY"
-		" digest", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return kheo__sqlerr(db, rc, "certificates");
+	if (!(st = kheo__stmt(db, ST_AUTHZ_CERTS)))
+		return KHEO_ERROR;
 	sqlite3_bind_blob(st, 1, author, KHEO_KEY_SIZE, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int r = sqlite3_column_int(st, 0);
@@ -487,7 +476,7 @@ static int authority(kheo_db *db, const uint8_t *author, const char *unit,
 		if (r > best)
 			best = r;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (best) {
 		*role = best;
 		return VERDICT_APPLY;

@@ -116,6 +116,17 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LIVE_OPS_LOCKED_FIELD] = LIVE_OPS_LOCKED(" AND o.field = ?2"),
 #undef LIVE_OPS_LOCKED
 #undef LOCKED
+	/* authz.c: asked for every changeset received while enforcing */
+	[ST_AUTHZ_REVOKED] =
+		"SELECT min(last_useq) FROM kheo_revoked WHERE key = ?1 AND"
+		" unit IN (?2, '*') GROUP BY unit ORDER BY unit = '*' LIMIT 1",
+	[ST_AUTHZ_CERTS] =
+		"SELECT role, scope, not_after, status, why FROM kheo_cert"
+		" WHERE subject = ?1 ORDER BY digest",
+	[ST_AUTHZ_SUCCESSOR] =
+		"SELECT successor FROM sys_unit WHERE slug = ?1 AND"
+		" _deleted = 0 AND successor IS NOT NULL AND successor != ''"
+		" ORDER BY id LIMIT 1",
 	[ST_WORKFLOW_OPS] =
 		"SELECT o.clock, o.vtype, o.value, coalesce(c.role, ?3)"
 		" FROM kheo_op o LEFT JOIN kheo_cs c ON c.n = o.cs"
