@@ -519,6 +519,19 @@ int kheo__apply_frames(kheo_db *db, const uint8_t *const *frames,
 		st = &local;
 	if ((err = kheo__begin(db)) < 0)
 		return err;
+	{
+		/* a rejection this call takes back (new facts came later in
+		 * the same batch) is not counted as one */
+		sqlite3_stmt *q;
+
+		db->quarantine_mark = 0;
+		if (sqlite3_prepare_v2(db->sql, "SELECT coalesce(max(n), 0)"
+			    " FROM kheo_quarantine", -1, &q, NULL) == SQLITE_OK) {
+			if (sqlite3_step(q) == SQLITE_ROW)
+				db->quarantine_mark = sqlite3_column_int64(q, 0);
+			sqlite3_finalize(q);
+		}
+	}
 	if ((err = recheck_future(db, st)) < 0)
 		goto fail;
 	for (i = 0; i < n; i++) {

@@ -164,6 +164,8 @@ typedef struct certrow {
 	uint8_t subject[KHEO_KEY_SIZE], issuer[KHEO_KEY_SIZE];
 	int role;
 	char scope[KHEO_UNIT_MAX + 1];
+	uint64_t not_before, not_after;
+	int issuer_revoked;     /* the issuer's key is revoked */
 	int status, old_status;
 	char why[200];
 } certrow;
@@ -187,6 +189,15 @@ static int resolve_one(kheo_db *db, certrow *c, const certrow *all, size_t n)
 
 	short_hex(ih, c->issuer);
 	short_hex(sh, c->subject);
+	/* a revoked key issues nothing that holds: its certificates cannot
+	 * be dated, so none of them can be told from one minted after */
+	if (c->issuer_revoked) {
+		c->status = CERT_INVALID;
+		snprintf(c->why, sizeof(c->why), "certificate of %s… issued by "
+			"%s…, whose key is revoked: re-enrol under another "
+			"issuer", sh, ih);
+		return 1;
+	}
 	for (i = 0; i < n; i++) {
 		const certrow *x = &all[i];
 
@@ -200,6 +211,12 @@ static int resolve_one(kheo_db *db, certrow *c, const certrow *all, size_t n)
 		if (x->status != CERT_VALID) {
 			if (!why_not)
 				why_not = x;
+			continue;
+		}
+		if (x->not_after < c->not_before) {
+			snprintf(c->why, sizeof(c->why), "certificate of %s… "
+				"issued by %s… after the issuer's own "
+				"certificate ended", sh, ih);
 			continue;
 		}
 		if (may_issue(x->role, c->role) &&
@@ -249,7 +266,9 @@ static int refresh_certs(kheo_db *db)
 		return KHEO_OK;
 	short_hex(rh, db->root);
 	rc = sqlite3_prepare_v2(db->sql, "SELECT digest, subject, issuer,"
-		" role, scope, status FROM kheo_cert", -1, &st, NULL);
+		" role, scope, status, not_before, not_after, EXISTS (SELECT 1"
+		" FROM kheo_revoked r WHERE r.key = c.issuer) FROM kheo_cert c",
+		-1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(db, rc, "certificates");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -274,6 +293,10 @@ static int refresh_certs(kheo_db *db)
 		snprintf(c->scope, sizeof(c->scope), "%s",
 			(const char *)sqlite3_column_text(st, 4));
 		c->old_status = sqlite3_column_int(st, 5);
+		c->not_before = (uint64_t)sqlite3_column_int64(st, 6);
+		c->not_after = (uint64_t)sqlite3_column_int64(st, 7);
+		c->issuer_revoked = sqlite3_column_int(st, 8) &&
+			memcmp(c->issuer, db->root, KHEO_KEY_SIZE) != 0;
 	}
 	sqlite3_finalize(st);
 	if (err < 0) {
@@ -346,17 +369,21 @@ int kheo__authz_add_cert(kheo_db *db, const kheo_cert *c,
 	return rc;
 }
 
+static int relearn(kheo_db *db);
+
 int kheo__authz_set_root(kheo_db *db, const uint8_t root[KHEO_KEY_SIZE])
 {
 	char hex[2 * KHEO_KEY_SIZE + 1];
-	int err;
+	int err, was = db->enforcing;
 
 	kheo_hex(hex, root, KHEO_KEY_SIZE);
 	if ((err = kheo__meta_set_text(db, "root", hex)) < 0)
 		return err;
 	memcpy(db->root, root, KHEO_KEY_SIZE);
 	db->enforcing = 1;
-	return refresh_certs(db);
+	if ((err = refresh_certs(db)) < 0)
+		return err;
+	return was ? KHEO_OK : relearn(db);
 }
 
 /* -------------------------------------------------- reading sys ops */
@@ -506,16 +533,18 @@ static int authority(kheo_db *db, const uint8_t *author, const char *unit,
 }
 
 /* May `role` put or set this field to this value?  A message if not. */
-static int field_allowed(kheo_db *db, int role, const char *table,
+static int field_allowed(kheo_db *db, int role, const kheo_op *op,
 	const char *field, const kheo_value *v, kheo_refusal *ref)
 {
+	const char *table = op->table;
 	const kheo_stable *t = kheo_schema_table(db->schema, table);
 	const kheo_sfield *f = t ? kheo_schema_field(t, field) : NULL;
 	size_t i;
 
 	if (role != KHEO_ROLE_COLLECTOR || !f)
 		return 1; /* reviewers and up; or a newer schema's field */
-	if (v->type == KHEO_VAL_NULL)
+	/* a new record may leave it empty; clearing it is a change */
+	if (v->type == KHEO_VAL_NULL && op->kind == KHEO_OP_PUT)
 		return 1;
 	if (f->reviewer_only) {
 		kheo__refuse(ref, KHEO_R_ROLE_FORBIDS, 0, "%s.%s may be set "
@@ -549,7 +578,7 @@ int kheo__authz_op_allowed(kheo_db *db, int role, const kheo_op *op,
 	}
 	for (i = 0; i < op->nfields; i++)
 		if (op->kind != KHEO_OP_REMOVE &&
-		    !field_allowed(db, role, op->table, op->fields[i].name,
+		    !field_allowed(db, role, op, op->fields[i].name,
 			    &op->fields[i].value, ref))
 			return 0;
 	return 1;
@@ -864,8 +893,6 @@ static int take_back(kheo_db *db, const uint8_t *key, kheo_apply_stats *st)
 				(unsigned long long)cs->useq);
 			err = kheo__quarantine(db, frame.p, frame.len, &why,
 				st);
-			if (st && state == KHEO_CS_APPLIED && st->applied)
-				st->applied--;
 		}
 		kheo_changeset_free(cs);
 		kheo_buf_free(&frame);
@@ -964,6 +991,9 @@ static int recheck(kheo_db *db, kheo_apply_stats *st, int *progress)
 					st->released += tmp.applied +
 							tmp.released;
 					st->ops += tmp.ops;
+					if (k == 1 && ns[i] > db->quarantine_mark &&
+					    !tmp.rejected && st->rejected)
+						st->rejected--;
 				}
 				*progress = 1;
 			}
@@ -972,6 +1002,116 @@ static int recheck(kheo_db *db, kheo_apply_stats *st, int *progress)
 		kheo__free(ns);
 	}
 	return err;
+}
+
+/* Collect the units a revocation names, as "\nUNIT\n" entries. */
+static int note_unit(void *arg, const char *unit, int64_t useq)
+{
+	kheo_buf *b = arg;
+
+	(void)useq;
+	kheo_buf_put(b, unit, strlen(unit));
+	kheo_buf_put_u8(b, '\n');
+	return b->oom ? KHEO_ENOMEM : KHEO_OK;
+}
+
+/*
+ * One revocation: per unit it names, the last useq it accepts; every other
+ * unit (including those an earlier revocation of the key named) accepts
+ * none.  Limits only ever fall, so the order revocations arrive in does
+ * not matter.  Then take back what they now exclude.
+ */
+static int learn_revocation(kheo_db *db, const kheo_op *op,
+	kheo_apply_stats *st)
+{
+	const kheo_value *key = op_field(op, "key");
+	revoking r = { db, NULL, 0 };
+	kheo_buf named = { 0 };
+	sqlite3_stmt *q;
+	int err;
+
+	if (!key || key->type != KHEO_VAL_HASH)
+		return KHEO_OK;
+	r.key = key->p;
+	kheo_buf_put_u8(&named, '\n');
+	if ((err = parse_limits(op_field(op, "limits"), note_unit,
+		     &named)) < 0 ||
+	    (err = parse_limits(op_field(op, "limits"), store_limit, &r)) < 0 ||
+	    (err = store_limit(&r, "*", 0)) < 0)
+		goto done;
+	kheo_buf_put_u8(&named, '\0');
+	if (named.oom) {
+		err = KHEO_ENOMEM;
+		goto done;
+	}
+	if (sqlite3_prepare_v2(db->sql, "SELECT unit FROM kheo_revoked WHERE"
+		    " key = ?1 AND unit != '*'", -1, &q, NULL) != SQLITE_OK) {
+		err = kheo__sqlerr(db, sqlite3_errcode(db->sql), "revocation");
+		goto done;
+	}
+	sqlite3_bind_blob(q, 1, key->p, KHEO_KEY_SIZE, SQLITE_STATIC);
+	while (err == KHEO_OK && sqlite3_step(q) == SQLITE_ROW) {
+		char entry[KHEO_UNIT_MAX + 3];
+
+		snprintf(entry, sizeof(entry), "\n%s\n",
+			(const char *)sqlite3_column_text(q, 0));
+		if (!strstr((const char *)named.p, entry))
+			err = store_limit(&r, (const char *)
+				sqlite3_column_text(q, 0), 0);
+	}
+	sqlite3_finalize(q);
+	if (err == KHEO_OK)
+		err = take_back(db, key->p, st);
+done:
+	kheo_buf_free(&named);
+	return err;
+}
+
+/*
+ * A node that enrols has applied changesets in open mode, with no roles
+ * and no revocations.  Learn them now as if they had come in enforcing:
+ * the revocations whose authors may revoke, and every applied changeset's
+ * role (the approval lock depends on it); then show the state again.
+ */
+static int relearn(kheo_db *db)
+{
+	sqlite3_stmt *q;
+	int err = KHEO_OK;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT n, unit, frame FROM kheo_cs"
+		    " WHERE state = 0 ORDER BY n", -1, &q, NULL) != SQLITE_OK)
+		return kheo__sqlerr(db, sqlite3_errcode(db->sql), "relearn");
+	while (err == KHEO_OK && sqlite3_step(q) == SQLITE_ROW) {
+		kheo_changeset *cs = NULL;
+		uint8_t id[KHEO_ID_SIZE];
+		kheo_refusal ref = { 0 };
+		char why[160], sql[96];
+		int role = 0, v;
+		size_t i;
+
+		if (kheo_frame_open(db->codec, &cs, id, &db->raw,
+			    sqlite3_column_blob(q, 2),
+			    (size_t)sqlite3_column_bytes(q, 2), NULL) < 0)
+			continue;
+		v = kheo__authorize(db, cs, &role, why, sizeof(why), &ref);
+		snprintf(sql, sizeof(sql), "UPDATE kheo_cs SET role = %d WHERE"
+			" n = %lld", v == VERDICT_APPLY ? role : 0,
+			(long long)sqlite3_column_int64(q, 0));
+		err = kheo__exec(db, sql);
+		for (i = 0; v == VERDICT_APPLY && err == KHEO_OK &&
+		     strcmp(cs->unit, "_sys") == 0 && i < cs->nops; i++)
+			if (strcmp(cs->ops[i].table, "sys_revocation") == 0 &&
+			    cs->ops[i].kind == KHEO_OP_PUT)
+				err = learn_revocation(db, &cs->ops[i], NULL);
+		kheo_changeset_free(cs);
+	}
+	sqlite3_finalize(q);
+	if (err == KHEO_OK)
+		err = kheo__exec(db, "INSERT OR IGNORE INTO temp.kheo_dirty(rid)"
+				     " SELECT rid FROM kheo_record");
+	if (err == KHEO_OK)
+		err = kheo__flush_dirty(db);
+	return err < 0 ? err : refresh_certs(db);
 }
 
 int kheo__authz_learn(kheo_db *db, const kheo_changeset *cs,
@@ -1003,17 +1143,11 @@ int kheo__authz_learn(kheo_db *db, const kheo_changeset *cs,
 				lens[0]);
 			certs = 1;
 		} else if (strcmp(op->table, "sys_revocation") == 0 &&
-			   op->kind == KHEO_OP_PUT) {
-			const kheo_value *key = op_field(op, "key");
-			revoking r = { db, NULL, 0 };
-
-			if (!key || key->type != KHEO_VAL_HASH)
-				continue;
-			r.key = key->p;
-			if ((err = parse_limits(op_field(op, "limits"),
-				     store_limit, &r)) == KHEO_OK &&
-			    (err = store_limit(&r, "*", 0)) == KHEO_OK)
-				err = take_back(db, key->p, st);
+			   op->kind == KHEO_OP_PUT && db->enforcing) {
+			/* in open mode nothing says who may revoke: the facts
+			 * are learnt when the node enrols (relearn) */
+			err = learn_revocation(db, op, st);
+			certs = 1; /* an issuer may be revoked */
 		}
 	}
 	kheo_buf_free(&bytes);

@@ -575,7 +575,8 @@ int kheo__identity_json(kheo_db *db, json_t *o)
 				json_array_append_new(warnings, json_sprintf(
 					"certificate expires in %lld days: "
 					"ask the hub to renew it",
-					(long long)((until - now) / DAY_MS)));
+					(long long)((until - now + DAY_MS - 1) /
+						DAY_MS)));
 		} else {
 			json_array_append_new(warnings, json_string("no "
 				"certificate for this key holds: re-enrol"));

@@ -68,6 +68,7 @@ struct kheo_db {
 	int cert_role;          /* own best certificate role; 0 if none */
 	int authz_busy;         /* re-checking after new facts: no recursion */
 	int lock_rows;          /* temp.kheo_lock holds rows (merge.c) */
+	int64_t quarantine_mark; /* last quarantine row before this apply */
 
 	uint64_t clock;         /* last hybrid clock issued or applied */
 	int clock_dirty;        /* clock to be persisted in this transaction */

@@ -479,17 +479,81 @@ nomem:
 	return KHEO_ENOMEM;
 }
 
+static int opid_cmp(const void *a, const void *b)
+{
+	return kheo_opid_cmp(a, b);
+}
+
+/*
+ * kheo__live_ids for a record under an approval lock: the live set is the
+ * lock-aware one of kheo__live_ops (a locked op supersedes nothing), so a
+ * new op's pred names every value shown, and resolves them.
+ */
+static int live_ids_locked(kheo_db *db, kheo_opid **out, size_t *n,
+	uint8_t (**keys)[KHEO_KEY_SIZE], const uint8_t *rid, const char *field,
+	const kheo_value *member)
+{
+	kheo_live_set live;
+	size_t i, k = 0;
+	int err;
+
+	if ((err = kheo__live_ops(db, &live, rid, field)) < 0)
+		return err;
+	if (live.n && (!(*out = kheo__malloc(live.n * sizeof(**out))) ||
+			      !(*keys = kheo__malloc(live.n * KHEO_KEY_SIZE)))) {
+		kheo__free(*out);
+		*out = NULL;
+		kheo__live_free(&live);
+		return KHEO_ENOMEM;
+	}
+	for (i = 0; i < live.n; i++) {
+		const kheo_live *l = &live.v[i];
+
+		if (member && (l->kind != KHEO_OP_ADD ||
+				      value_cmp(&l->value, member) != 0))
+			continue;
+		memcpy((*keys)[k], l->author, KHEO_KEY_SIZE);
+		(*out)[k].clock = l->clock;
+		(*out)[k].key = (*keys)[k];
+		k++;
+	}
+	kheo__live_free(&live);
+	/* ascending op id, each once (a put's fields share one id); the
+	 * keys do not move, so sorting the ids is enough */
+	qsort(*out, k, sizeof(**out), opid_cmp);
+	for (i = 0, *n = 0; i < k; i++)
+		if (*n == 0 || kheo_opid_cmp(&(*out)[*n - 1], &(*out)[i]) != 0)
+			(*out)[(*n)++] = (*out)[i];
+	return KHEO_OK;
+}
+
 int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 	uint8_t (**keys)[KHEO_KEY_SIZE], const uint8_t *rid, const char *field,
 	const kheo_value *member)
 {
 	sqlite3_stmt *st;
 	size_t cap = 0;
-	int rc;
+	int rc, locks = 0;
 
 	*out = NULL;
 	*keys = NULL;
 	*n = 0;
+	if (db->enforcing) {
+		char tbl[KHEO_NAME_MAX + 1] = "";
+
+		if (!(st = kheo__stmt(db, ST_RECORD_GET)))
+			return KHEO_ERROR;
+		sqlite3_bind_blob(st, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			snprintf(tbl, sizeof(tbl), "%s",
+				(const char *)sqlite3_column_text(st, 0));
+		sqlite3_reset(st);
+		if (tbl[0] && (rc = lock_intervals(db, rid, tbl, &locks)) < 0)
+			return rc;
+		if (locks)
+			return live_ids_locked(db, out, n, keys, rid, field,
+				member);
+	}
 	st = kheo__stmt(db, member ? ST_LIVE_IDS_MEMBER :
 			    field ? ST_LIVE_IDS_FIELD : ST_LIVE_IDS_ALL);
 	if (!st)
@@ -633,9 +697,10 @@ int kheo__register_conflict(const kheo_live_set *live, size_t from,
 
 		if (l->kind == KHEO_OP_ADD)
 			continue;
+		/* a put and a set of one value agree too */
 		if (!first)
 			first = l;
-		else if (same_id_cmp(first, l) != 0)
+		else if (value_cmp(&first->value, &l->value) != 0)
 			return 1;
 	}
 	return 0;
