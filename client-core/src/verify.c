@@ -34,7 +34,59 @@ static int integrity(kheo_db *db)
 	return err;
 }
 
-/* Re-open every stored changeset and feed the applied ones to scratch. */
+/* Why the rebuild did not apply a changeset this node applied. */
+static int not_rebuilt(kheo_db *db, kheo_db *scratch)
+{
+	sqlite3_stmt *st, *q;
+	int err = KHEO_OK, rc;
+
+	rc = sqlite3_prepare_v2(db->sql, "SELECT id, unit, useq FROM kheo_cs"
+		" WHERE state = 0 ORDER BY n", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "verify");
+	rc = sqlite3_prepare_v2(scratch->sql, "SELECT state, why FROM kheo_cs"
+		" WHERE id = ?1 UNION ALL SELECT 2, reason || ': ' || detail"
+		" FROM kheo_quarantine WHERE id = ?1", -1, &q, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return kheo__sqlerr(scratch, rc, "verify");
+	}
+	while (err == KHEO_OK && sqlite3_step(st) == SQLITE_ROW) {
+		char hex[2 * KHEO_ID_SIZE + 1];
+		int state = -1;
+		const char *why = "missing";
+
+		sqlite3_reset(q);
+		sqlite3_bind_blob(q, 1, sqlite3_column_blob(st, 0),
+			KHEO_ID_SIZE, SQLITE_TRANSIENT);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			state = sqlite3_column_int(q, 0);
+			if (sqlite3_column_text(q, 1))
+				why = (const char *)sqlite3_column_text(q, 1);
+		}
+		if (state == KHEO_CS_APPLIED)
+			continue;
+		kheo_hex(hex, sqlite3_column_blob(st, 0), KHEO_ID_SIZE);
+		err = kheo__error(db, KHEO_ECORRUPT, "changeset %s (%s useq "
+			"%lld) is stored as applied but would be %s (%s): "
+			"was its chain cut, or a fact it needs removed?", hex,
+			(const char *)sqlite3_column_text(st, 1),
+			(long long)sqlite3_column_int64(st, 2),
+			state == KHEO_CS_HELD ? "held" : "rejected", why);
+	}
+	sqlite3_finalize(q);
+	sqlite3_finalize(st);
+	return err;
+}
+
+/*
+ * Re-open every stored changeset and feed the applied ones to scratch:
+ * `_sys` first (the facts every decision rests on), then chain by chain.
+ * A changeset the rebuild holds at its turn may be released by a later
+ * one, as on the node itself; what counts is that in the end the rebuild
+ * applied exactly what the node applied.  This node's own changesets are
+ * replayed as its own (checked when they were edited, not on receipt).
+ */
 static int replay(kheo_db *db, kheo_db *scratch, size_t *count)
 {
 	sqlite3_stmt *st;
@@ -42,8 +94,9 @@ static int replay(kheo_db *db, kheo_db *scratch, size_t *count)
 	int rc, err;
 
 	rc = sqlite3_prepare_v2(db->sql,
-		"SELECT id, state, frame, useq, unit FROM kheo_cs"
-		" ORDER BY author, unit, useq, id", -1, &st, NULL);
+		"SELECT id, state, frame, useq, unit, local FROM kheo_cs"
+		" ORDER BY unit != '_sys', author, unit, useq, id", -1, &st,
+		NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(db, rc, "verify");
 	if ((err = kheo__begin(scratch)) < 0)
@@ -72,22 +125,17 @@ static int replay(kheo_db *db, kheo_db *scratch, size_t *count)
 		}
 		if (sqlite3_column_int(st, 1) != KHEO_CS_APPLIED)
 			continue;
-		stats.applied = stats.held = stats.rejected = 0;
-		if ((err = kheo__receive(scratch, frame, len, &stats)) < 0)
+		scratch->sealing = sqlite3_column_int(st, 5);
+		err = kheo__receive(scratch, frame, len, &stats);
+		scratch->sealing = 0;
+		if (err < 0)
 			goto done;
-		if (stats.applied + stats.duplicate != 1) {
-			err = kheo__error(db, KHEO_ECORRUPT,
-				"changeset %s (%s useq %lld) is stored as "
-				"applied but would be %s: its chain has a gap",
-				hex, (const char *)sqlite3_column_text(st, 4),
-				(long long)sqlite3_column_int64(st, 3),
-				stats.held ? "held" : "rejected");
-			goto done;
-		}
 		(*count)++;
 	}
 	if (rc != SQLITE_DONE)
 		err = kheo__sqlerr(db, rc, "verify");
+	else
+		err = not_rebuilt(db, scratch);
 done:
 	sqlite3_finalize(st);
 	return err;
