@@ -101,8 +101,10 @@ typedef struct kheo_value {
 
 /*
  * A node's data directory: one SQLite database (kheo.db) and the node's
- * secret key (node.key, mode 0600, never copied: a restored or reinstalled
- * node gets a new key).  A kheo_db is not thread-safe: one per thread.
+ * secret key (node.key, mode 0600, sealed under a passphrase when one is
+ * given, never copied: a restored or reinstalled node gets a new key).
+ * DIR/.backup-exclude names the files backup tools must
+ * leave out.  A kheo_db is not thread-safe: one per thread.
  */
 typedef struct kheo_db kheo_db;
 
@@ -124,10 +126,19 @@ typedef struct kheo_open_options {
 	/* Messages for people; the library never prints.  May be NULL. */
 	void (*log)(int level, const char *msg, void *payload);
 	void *log_payload;
+	/* The passphrase that seals node.key (NUL-terminated, 1 to
+	 * KHEO_PASSPHRASE_MAX bytes); NULL for none.  Borrowed for the call
+	 * only: the handle keeps its own copy, in guarded memory wiped at
+	 * close.  kheo_db_init seals the new key with it;
+	 * kheo_db_open needs it to sign with a sealed key, and without it
+	 * (or with a wrong one) the node opens for reading only. */
+	const char *passphrase;
 } kheo_open_options;
 
 #define KHEO_OPEN_OPTIONS_VERSION 1
-#define KHEO_OPEN_OPTIONS_INIT { KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL }
+#define KHEO_OPEN_OPTIONS_INIT \
+	{ KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL }
+#define KHEO_PASSPHRASE_MAX 1024
 
 typedef struct kheo_init_options {
 	unsigned int version;
