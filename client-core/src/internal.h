@@ -208,5 +208,9 @@ int kheo__apply_frames(kheo_db *db, const uint8_t *const *frames,
 
 /* Seal pending edits (inside the caller's transaction). */
 int kheo__seal(kheo_db *db, size_t *sealed);
+/* After a re-key (db->pk already the new key): make the pending edits
+ * the new key's, and the preds that name them (inside the caller's
+ * transaction). */
+int kheo__pending_rekey(kheo_db *db, const uint8_t old_pk[KHEO_KEY_SIZE]);
 
 #endif

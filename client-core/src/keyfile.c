@@ -1,5 +1,6 @@
 /*
- * keyfile.c - the node's secret key at rest: node.key and its passphrase.
+ * keyfile.c - the node's secret key at rest: node.key, its passphrase, and
+ * re-keying.
  *
  * node.key holds the Ed25519 secret key with the install id of the
  * database it belongs to, so that a database restored from a backup or
@@ -509,4 +510,92 @@ done:
 	if (w)
 		sodium_free(w);
 	kheo__free(path);
+}
+
+/* -------------------------------------------------------------- re-keying */
+
+/*
+ * A new key and install id for this copy of the node.  Order: the new key
+ * file is staged (written and synced beside the old one), the database
+ * takes the new key in one transaction, then the file is renamed into
+ * place.  A crash anywhere leaves a node that refuses to sign until
+ * re-keyed again, never one that signs with a key the database does not
+ * name, and the old key is never used again.
+ */
+KHEO_EXTERN int kheo_rekey(kheo_db *db)
+{
+	uint8_t old_pk[KHEO_KEY_SIZE], install[INSTALL_SIZE], epoch[8];
+	char hex[2 * KHEO_KEY_SIZE + 1];
+	int64_t was_sealed = 0;
+	uint8_t *sk;
+	int err;
+
+	kheo__clear(db);
+	if (db->in_tx)
+		return kheo__error(db, KHEO_EINVAL, "a batch is open: commit "
+			"or roll it back before re-keying");
+	if (db->key_locked)
+		/* the new key is sealed under this handle's passphrase: it
+		 * must be the one that opens the present file */
+		return kheo__error(db, KHEO_EAUTH, "%s; re-keying needs the "
+			"passphrase of the present key file, so that the new "
+			"one is sealed under a passphrase known to be right "
+			"(if it is lost, remove %s and re-key with a new one)",
+			db->sign_refusal, KHEO_KEY_FILE);
+	if (!db->passphrase &&
+	    kheo__meta_get_int(db, "key_sealed", &was_sealed) == KHEO_OK &&
+	    was_sealed)
+		return kheo__error(db, KHEO_EAUTH, "this node's key was sealed "
+			"with a passphrase: give one, so that the new key is "
+			"sealed too");
+	kheo__clear(db);
+	if (!(sk = sodium_malloc(KHEO_SECRET_SIZE)))
+		return KHEO_ENOMEM;
+	memcpy(old_pk, db->pk, KHEO_KEY_SIZE);
+	crypto_sign_keypair(db->pk, sk);
+	randombytes_buf(install, sizeof(install));
+	if ((err = exclude_write(db)) < 0 ||
+	    (err = key_stage(db, sk, install)) < 0)
+		goto fail_early;
+	if ((err = kheo__begin(db)) < 0)
+		goto fail_staged;
+	kheo_hex(hex, db->pk, KHEO_KEY_SIZE);
+	if ((err = kheo__meta_set_text(db, "key", hex)) < 0)
+		goto fail;
+	kheo_hex(hex, install, sizeof(install));
+	if ((err = kheo__meta_set_text(db, "install_id", hex)) < 0)
+		goto fail;
+	/* a new copy of the log: peers' checkpoints of the old one do not
+	 * describe what this copy holds */
+	randombytes_buf(epoch, sizeof(epoch));
+	kheo_hex(hex, epoch, sizeof(epoch));
+	if ((err = kheo__meta_set_text(db, "epoch", hex)) < 0 ||
+	    (err = sealed_set(db)) < 0 ||
+	    (err = kheo__pending_rekey(db, old_pk)) < 0 ||
+	    (err = kheo__commit_tx(db)) < 0)
+		goto fail;
+	/* committed: the database names the new key from here on */
+	if (db->sk)
+		sodium_free(db->sk);
+	db->sk = NULL;
+	if ((err = key_install(db)) < 0) {
+		refuse(db, "%s could not be replaced after re-keying (%s): "
+			"re-key the node again", KHEO_KEY_FILE, db->errmsg);
+		key_unstage(db);
+		sodium_free(sk);
+		return err;
+	}
+	db->sk = sk;
+	db->sign_refusal[0] = '\0';
+	kheo__log(db, KHEO_LOG_INFO, "re-keyed: this node must be enrolled "
+		"again (its certificate named the old key)");
+	return KHEO_OK;
+fail:
+	kheo__rollback(db);
+fail_staged:
+	key_unstage(db);
+fail_early:
+	memcpy(db->pk, old_pk, KHEO_KEY_SIZE);
+	sodium_free(sk);
+	return err;
 }

@@ -2,7 +2,8 @@
  * test_keyfile.c - the node key at rest (keyfile.c): node.key sealed
  * under a passphrase, the plaintext format 1, refusals that leave a node
  * readable but unable to sign (missing or wrong passphrase, a key file
- * others can read, a damaged file).
+ * others can read, a damaged file, another database's key), and kheo_rekey
+ * giving a restored copy a new key that seals the edits left pending.
  */
 #include "nodes.h"
 
@@ -189,12 +190,15 @@ static void missing_or_wrong_passphrase_reads_only(void **state)
 	assert_int_equal(kheo_get_json(a.db, &text, "model", id), KHEO_OK);
 	kheo_free(text);
 	assert_int_equal(kheo_commit(a.db, NULL), KHEO_EAUTH);
+	assert_int_equal(kheo_rekey(a.db), KHEO_EAUTH);
 
 	reopen_with(&a, PASS " ");
 	cannot_sign(&a, "node.key: wrong passphrase");
 	assert_int_equal(kheo_get_json(a.db, &text, "model", id), KHEO_OK);
 	kheo_free(text);
 	assert_int_equal(kheo_commit(a.db, NULL), KHEO_EAUTH);
+	assert_int_equal(kheo_rekey(a.db), KHEO_EAUTH);
+	assert_non_null(strstr(kheo_errmsg(a.db), "wrong passphrase"));
 
 	/* a flipped byte of the sealed key reads as a wrong passphrase
 	 * (the box's MAC cannot tell them apart) */
@@ -208,6 +212,30 @@ static void missing_or_wrong_passphrase_reads_only(void **state)
 	free(text);
 	reopen_with(&a, PASS);
 	cannot_sign(&a, "wrong passphrase");
+	node_close(&a);
+}
+
+static void passphrase_is_borrowed_for_the_call(void **state)
+{
+	test_node a;
+	char pass[64], before[KHEO_KEY_HEX + 1], after[KHEO_KEY_HEX + 1];
+
+	(void)state;
+	snprintf(pass, sizeof(pass), "%s", PASS);
+	make_with(&a, "a", pass);
+	memset(pass, 'x', sizeof(pass) - 1);
+	node_close(&a);
+	snprintf(pass, sizeof(pass), "%s", PASS);
+	reopen_with(&a, pass);
+	memset(pass, 0, sizeof(pass));
+	/* the handle's own copy seals the new key */
+	node_key(&a, before);
+	assert_int_equal(kheo_rekey(a.db), KHEO_OK);
+	node_key(&a, after);
+	assert_string_not_equal(before, after);
+	can_sign(&a);
+	reopen_with(&a, PASS);
+	can_sign(&a);
 	node_close(&a);
 }
 
@@ -292,6 +320,225 @@ static void damaged_key_files_are_refused(void **state)
 	node_close(&a);
 }
 
+/* Copy a's database alone into `name`: a backup restored elsewhere, made
+ * as .backup-exclude says, without node.key. */
+static void restore_db(test_node *copy, test_node *a, const char *name)
+{
+	char cmd[2048];
+
+	snprintf(copy->dir, sizeof(copy->dir), "%s/%s", test_scratch(), name);
+	snprintf(cmd, sizeof(cmd), "mkdir '%s' && cp '%s/kheo.db' '%s/'",
+		copy->dir, a->dir, copy->dir);
+	assert_int_equal(system(cmd), 0);
+	copy->now = a->now;
+	copy->db = NULL;
+}
+
+static char *get_text(test_node *n, const char *table, const char *id)
+{
+	char *t;
+
+	assert_int_equal(kheo_get_json(n->db, &t, table, id), KHEO_OK);
+	return t;
+}
+
+static void rekey_seals_the_pending_edits_of_a_restored_copy(void **state)
+{
+	test_node a, copy, hub;
+	char r[KHEO_RECORD_HEX + 1], s[KHEO_RECORD_HEX + 1];
+	char t[KHEO_RECORD_HEX + 1];
+	char old_key[KHEO_KEY_HEX + 1], new_key[KHEO_KEY_HEX + 1];
+	char digest[65], *before[3], *after, *conflicts;
+	const char *ids[3];
+	size_t sealed = 0, i;
+	json_t *log;
+
+	(void)state;
+	make_with(&a, "a", NULL);
+	node_key(&a, old_key);
+	/* sealed by the old key: t, later edited while pending */
+	node_put(&a, t, "model", "name=Đã ký", "unit=" UNIT,
+		"status=registered");
+	assert_int_equal(kheo_commit(a.db, NULL), KHEO_OK);
+	/* pending, naming each other: a status transition (kept, its pred
+	 * the pending put), set members added then one removed, a record
+	 * put and deleted, and a set whose pred is the sealed put */
+	a.now += 1000;
+	node_put(&a, r, "model", "name=Chờ ký", "unit=" UNIT,
+		"status=registered");
+	node_set(&a, "model", r, "status=building");
+	node_set(&a, "model", r, "tags+=bò");
+	node_set(&a, "model", r, "tags+=dê");
+	node_set(&a, "model", r, "tags-=dê");
+	node_set(&a, "model", r, "beneficiaries=3");
+	node_set(&a, "model", r, "beneficiaries=4");
+	node_put(&a, s, "model", "name=Xoá", "unit=" UNIT, NULL);
+	assert_int_equal(kheo_delete(a.db, "model", s), KHEO_OK);
+	node_set(&a, "model", t, "status=building");
+	node_close(&a);
+
+	restore_db(&copy, &a, "restored");
+	reopen_with(&copy, NULL);
+	cannot_sign(&copy, "node.key missing");
+	ids[0] = r, ids[1] = s, ids[2] = t;
+	for (i = 0; i < 3; i++)
+		before[i] = get_text(&copy, "model", ids[i]);
+	assert_int_equal(kheo_conflicts_json(copy.db, &conflicts), KHEO_OK);
+	assert_string_equal(conflicts, "[]");
+	kheo_free(conflicts);
+
+	assert_int_equal(kheo_rekey(copy.db), KHEO_OK);
+	node_key(&copy, new_key);
+	assert_string_not_equal(old_key, new_key);
+	/* the pending edits are the new key's, and show what they showed */
+	for (i = 0; i < 3; i++) {
+		after = get_text(&copy, "model", ids[i]);
+		assert_string_equal(before[i], after);
+		kheo_free(after);
+	}
+	assert_int_equal(kheo_conflicts_json(copy.db, &conflicts), KHEO_OK);
+	assert_string_equal(conflicts, "[]");
+	kheo_free(conflicts);
+	assert_int_equal(kheo_verify(copy.db), KHEO_OK);
+	snprintf(digest, sizeof(digest), "%s", node_digest(&copy, NULL));
+
+	/* after a restart too: the new key file opens */
+	reopen_with(&copy, NULL);
+	assert_int_equal(kheo_commit(copy.db, &sealed), KHEO_OK);
+	assert_int_equal(sealed, 1);
+	/* the state before sealing is the state rebuilt from what the new
+	 * key signed, and its chain starts at useq 1 */
+	assert_string_equal(node_digest(&copy, NULL), digest);
+	assert_int_equal(kheo_verify(copy.db), KHEO_OK);
+	assert_int_equal(kheo_log_json(copy.db, &after), KHEO_OK);
+	log = json_loads(after, 0, NULL);
+	kheo_free(after);
+	assert_int_equal(json_array_size(log), 2);
+	assert_string_equal(json_string_value(json_object_get(
+		json_array_get(log, 0), "author")), new_key);
+	assert_int_equal(json_integer_value(json_object_get(
+		json_array_get(log, 0), "useq")), 1);
+	assert_string_equal(json_string_value(json_object_get(
+		json_array_get(log, 1), "author")), old_key);
+	json_decref(log);
+	for (i = 0; i < 3; i++) {
+		after = get_text(&copy, "model", ids[i]);
+		assert_string_equal(before[i], after);
+		kheo_free(after);
+	}
+
+	/* a hub that receives everything shows the same */
+	node_make(&hub, "hub", "dak-nong", KHEO_NODE_HUB);
+	node_send(&copy, &hub, NULL);
+	assert_string_equal(node_digest(&hub, UNIT),
+		node_digest(&copy, UNIT));
+	assert_int_equal(kheo_conflicts_json(hub.db, &conflicts), KHEO_OK);
+	assert_string_equal(conflicts, "[]");
+	kheo_free(conflicts);
+	assert_int_equal(kheo_verify(hub.db), KHEO_OK);
+	for (i = 0; i < 3; i++)
+		kheo_free(before[i]);
+	node_close(&hub);
+	node_close(&copy);
+}
+
+static void copy_with_another_install_id_refuses_until_rekeyed(void **state)
+{
+	test_node a, copy;
+	char cmd[2048], *text, *inst;
+	char old_key[KHEO_KEY_HEX + 1], new_key[KHEO_KEY_HEX + 1];
+
+	(void)state;
+	make_with(&a, "a", PASS);
+	node_key(&a, old_key);
+	node_close(&a);
+	/* the key file of another install of the same node beside this
+	 * database: same key, another install id */
+	snprintf(copy.dir, sizeof(copy.dir), "%s/copy", test_scratch());
+	snprintf(cmd, sizeof(cmd), "cp -R '%s' '%s'", a.dir, copy.dir);
+	assert_int_equal(system(cmd), 0);
+	copy.now = a.now;
+	copy.db = NULL;
+	text = key_text(&copy);
+	inst = strstr(text, "\ninstall ") + 9;
+	inst[0] = inst[0] == 'a' ? 'b' : 'a';
+	key_replace(&copy, text);
+	free(text);
+	reopen_with(&copy, PASS);
+	cannot_sign(&copy, "restored or copied");
+
+	/* a node made with a passphrase is re-keyed with one */
+	reopen_with(&copy, NULL);
+	assert_int_equal(kheo_rekey(copy.db), KHEO_EAUTH);
+	reopen_with(&copy, PASS);
+	assert_int_equal(kheo_rekey(copy.db), KHEO_OK);
+	node_key(&copy, new_key);
+	assert_string_not_equal(old_key, new_key);
+	text = key_text(&copy);
+	assert_true(strncmp(text, "kheo-node-key 2\n", 16) == 0);
+	assert_false(holds_plain_secret(text, new_key));
+	free(text);
+	reopen_with(&copy, PASS);
+	can_sign(&copy);
+	reopen_with(&copy, NULL);
+	cannot_sign(&copy, "no passphrase");
+	node_close(&copy);
+}
+
+static void restored_sealed_node_is_rekeyed_with_a_passphrase(void **state)
+{
+	test_node a, copy;
+	char *text;
+
+	(void)state;
+	make_with(&a, "a", PASS);
+	node_close(&a);
+	restore_db(&copy, &a, "restored");
+	/* its key file is gone, but the database remembers it was sealed:
+	 * a forgotten passphrase must not leave the new key in the clear */
+	reopen_with(&copy, NULL);
+	assert_int_equal(kheo_rekey(copy.db), KHEO_EAUTH);
+	assert_non_null(strstr(kheo_errmsg(copy.db), "passphrase"));
+	/* any passphrase will do: there is no key file to open */
+	reopen_with(&copy, "a new one");
+	assert_int_equal(kheo_rekey(copy.db), KHEO_OK);
+	text = key_text(&copy);
+	assert_true(strncmp(text, "kheo-node-key 2\n", 16) == 0);
+	free(text);
+	/* and once more, after the rekey: still a sealed node */
+	reopen_with(&copy, NULL);
+	cannot_sign(&copy, "no passphrase");
+	assert_int_equal(kheo_rekey(copy.db), KHEO_EAUTH);
+	reopen_with(&copy, "a new one");
+	can_sign(&copy);
+	node_close(&copy);
+
+	/* a node made in the clear and re-keyed with a passphrase is a
+	 * sealed node from then on */
+	make_with(&a, "plain", NULL);
+	node_close(&a);
+	restore_db(&copy, &a, "plain-restored");
+	reopen_with(&copy, "a new one");
+	assert_int_equal(kheo_rekey(copy.db), KHEO_OK);
+	node_close(&copy);
+	restore_db(&a, &copy, "plain-restored-again");
+	reopen_with(&a, NULL);
+	assert_int_equal(kheo_rekey(a.db), KHEO_EAUTH);
+	node_close(&a);
+}
+
+static void rekey_is_refused_inside_a_batch(void **state)
+{
+	test_node a;
+
+	(void)state;
+	make_with(&a, "a", NULL);
+	assert_int_equal(kheo_batch_begin(a.db), KHEO_OK);
+	assert_int_equal(kheo_rekey(a.db), KHEO_EINVAL);
+	kheo_batch_rollback(a.db);
+	node_close(&a);
+}
+
 static void backup_exclude_names_the_key(void **state)
 {
 	test_node a;
@@ -314,9 +561,22 @@ int main(void)
 		cmocka_unit_test_teardown(sealed_key_round_trip, teardown),
 		cmocka_unit_test_teardown(
 			missing_or_wrong_passphrase_reads_only, teardown),
+		cmocka_unit_test_teardown(passphrase_is_borrowed_for_the_call,
+			teardown),
 		cmocka_unit_test_teardown(key_file_others_can_read_is_refused,
 			teardown),
 		cmocka_unit_test_teardown(damaged_key_files_are_refused,
+			teardown),
+		cmocka_unit_test_teardown(
+			rekey_seals_the_pending_edits_of_a_restored_copy,
+			teardown),
+		cmocka_unit_test_teardown(
+			copy_with_another_install_id_refuses_until_rekeyed,
+			teardown),
+		cmocka_unit_test_teardown(
+			restored_sealed_node_is_rekeyed_with_a_passphrase,
+			teardown),
+		cmocka_unit_test_teardown(rekey_is_refused_inside_a_batch,
 			teardown),
 		cmocka_unit_test_teardown(backup_exclude_names_the_key,
 			teardown),
