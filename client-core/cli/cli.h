@@ -15,6 +15,7 @@ enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
 
 typedef struct cli {
 	const char *dir;   /* -C DIR, $KHEO_HOME, or ./kheo-data */
+	const char *passphrase; /* --passphrase-file or $KHEO_PASSPHRASE */
 	int json;          /* --json anywhere on the line */
 	int argc;          /* the command and its arguments, --json removed */
 	char **argv;
@@ -24,6 +25,8 @@ typedef struct cli {
 int cli_fail(kheo_db *db, const char *what);
 /* Print a usage line for the command; returns 2. */
 int cli_usage(const char *line);
+/* Open options carrying c->passphrase. */
+kheo_open_options cli_options(const cli *c);
 /* Open the node in c->dir, or print why not. */
 int cli_open(const cli *c, kheo_db **db);
 /* Print library JSON, or hand it to `plain` to print for people. */
@@ -33,6 +36,7 @@ int cli_assign(char *arg, kheo_assign *out);
 
 int cmd_init(cli *c);
 int cmd_id(cli *c);
+int cmd_rekey(cli *c);
 int cmd_put(cli *c);
 int cmd_set(cli *c);
 int cmd_del(cli *c);

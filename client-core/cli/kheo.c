@@ -1,13 +1,18 @@
 /*
  * kheo.c - the kheo command: global options, dispatch, shared helpers.
  *
- *   kheo [-C DIR] COMMAND ...     (DIR: $KHEO_HOME, else ./kheo-data)
+ *   kheo [-C DIR] [--passphrase-file FILE] COMMAND ...
  *
+ * DIR: $KHEO_HOME, else ./kheo-data.  The passphrase of node.key comes
+ * from FILE (its first line) or $KHEO_PASSPHRASE, never from an argument,
+ * which every user of the machine can read in ps.
  * One cmd_*.c file per command family does the work through libkheo's
- * public API; this file only finds the data directory and the command.
+ * public API; this file only finds the data directory, the passphrase and
+ * the command.
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,7 @@ static const struct {
 } commands[] = {
 	{ "init", cmd_init, "--role device|hub|province --unit UNIT" },
 	{ "id", cmd_id, "[--json]" },
+	{ "rekey", cmd_rekey, "[--force]" },
 	{ "put", cmd_put, "TABLE [--id ID] FIELD=VALUE..." },
 	{ "set", cmd_set, "TABLE ID FIELD=VALUE|FIELD+=MEMBER|FIELD-=MEMBER..." },
 	{ "del", cmd_del, "TABLE ID" },
@@ -47,13 +53,14 @@ static void usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: kheo [-C DIR] COMMAND ...   (kheo %s)\n\n",
-		kheo_version());
+	fprintf(f, "usage: kheo [-C DIR] [--passphrase-file FILE] COMMAND "
+		"...   (kheo %s)\n\n", kheo_version());
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  kheo %-11s %s\n", commands[i].name,
 			commands[i].help);
-	fprintf(f, "\nDIR defaults to $KHEO_HOME, else ./kheo-data. "
-		   "See kheo(1).\n");
+	fprintf(f, "\nDIR defaults to $KHEO_HOME, else ./kheo-data. The "
+		   "passphrase of node.key\ncomes from FILE or "
+		   "$KHEO_PASSPHRASE. See kheo(1).\n");
 }
 
 int cli_fail(kheo_db *db, const char *what)
@@ -68,9 +75,18 @@ int cli_usage(const char *line)
 	return EXIT_USAGE;
 }
 
+kheo_open_options cli_options(const cli *c)
+{
+	kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
+
+	o.passphrase = c->passphrase;
+	return o;
+}
+
 int cli_open(const cli *c, kheo_db **db)
 {
-	int err = kheo_db_open(db, c->dir, NULL);
+	kheo_open_options o = cli_options(c);
+	int err = kheo_db_open(db, c->dir, &o);
 
 	if (err < 0) {
 		fprintf(stderr, "kheo: %s\n", kheo_errmsg(*db));
@@ -110,10 +126,45 @@ int cli_assign(char *arg, kheo_assign *out)
 	return 0;
 }
 
+/* The passphrase read from a file: wiped when the process exits. */
+static char pass_buf[KHEO_PASSPHRASE_MAX + 3];
+
+static void pass_wipe(void)
+{
+	explicit_bzero(pass_buf, sizeof(pass_buf));
+}
+
+/* The first line of FILE, without its line end; -1 with a message. */
+static int pass_read(const char *file, const char **out)
+{
+	FILE *f = fopen(file, "r");
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "kheo: --passphrase-file %s: %s\n", file,
+			strerror(errno));
+		return -1;
+	}
+	atexit(pass_wipe);
+	n = fread(pass_buf, 1, sizeof(pass_buf) - 1, f);
+	fclose(f);
+	pass_buf[n] = '\0';
+	pass_buf[strcspn(pass_buf, "\r\n")] = '\0';
+	if (strlen(pass_buf) > KHEO_PASSPHRASE_MAX || !pass_buf[0]) {
+		fprintf(stderr, "kheo: --passphrase-file %s: the first line "
+			"must hold the passphrase (1 to %d bytes)\n", file,
+			KHEO_PASSPHRASE_MAX);
+		return -1;
+	}
+	*out = pass_buf;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	cli c = { 0 };
 	char **rest;
+	const char *pass_file = NULL;
 	int i, n = 0;
 	size_t k;
 
@@ -124,6 +175,10 @@ int main(int argc, char **argv)
 	while (i < argc && argv[i][0] == '-') {
 		if (strcmp(argv[i], "-C") == 0 && i + 1 < argc) {
 			c.dir = argv[i + 1];
+			i += 2;
+		} else if (strcmp(argv[i], "--passphrase-file") == 0 &&
+			   i + 1 < argc) {
+			pass_file = argv[i + 1];
 			i += 2;
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("kheo %s\n", kheo_version());
@@ -141,6 +196,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	/* the file, when given, wins over the environment, as -C does */
+	c.passphrase = getenv("KHEO_PASSPHRASE");
+	if (c.passphrase && !*c.passphrase)
+		c.passphrase = NULL;
+	if (pass_file && pass_read(pass_file, &c.passphrase) < 0)
+		return EXIT_REFUSED;
 	/* --json may come anywhere after the command */
 	rest = calloc((size_t)(argc - i) + 1, sizeof(*rest));
 	if (!rest)

@@ -101,8 +101,10 @@ typedef struct kheo_value {
 
 /*
  * A node's data directory: one SQLite database (kheo.db) and the node's
- * secret key (node.key, mode 0600, never copied: a restored or reinstalled
- * node gets a new key).  A kheo_db is not thread-safe: one per thread.
+ * secret key (node.key, mode 0600, sealed under a passphrase when one is
+ * given, never copied: a restored or reinstalled node gets a new key, see
+ * kheo_rekey).  DIR/.backup-exclude names the files backup tools must
+ * leave out.  A kheo_db is not thread-safe: one per thread.
  */
 typedef struct kheo_db kheo_db;
 
@@ -124,10 +126,19 @@ typedef struct kheo_open_options {
 	/* Messages for people; the library never prints.  May be NULL. */
 	void (*log)(int level, const char *msg, void *payload);
 	void *log_payload;
+	/* The passphrase that seals node.key (NUL-terminated, 1 to
+	 * KHEO_PASSPHRASE_MAX bytes); NULL for none.  Borrowed for the call
+	 * only: the handle keeps its own copy, in guarded memory wiped at
+	 * close, for kheo_rekey.  kheo_db_init seals the new key with it;
+	 * kheo_db_open needs it to sign with a sealed key, and without it
+	 * (or with a wrong one) the node opens for reading only. */
+	const char *passphrase;
 } kheo_open_options;
 
 #define KHEO_OPEN_OPTIONS_VERSION 1
-#define KHEO_OPEN_OPTIONS_INIT { KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL }
+#define KHEO_OPEN_OPTIONS_INIT \
+	{ KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL }
+#define KHEO_PASSPHRASE_MAX 1024
 
 typedef struct kheo_init_options {
 	unsigned int version;
@@ -152,6 +163,20 @@ KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
 /* Open an existing node.  *out as for kheo_db_init. */
 KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
 	const kheo_open_options *opts);
+
+/*
+ * Give this node a new key and a new install id, so that a restored or
+ * copied node (which opens but refuses to sign) may sign again.  The old
+ * key is never used again; pending edits are sealed by the new key, whose
+ * chains start at useq 1.  The node must then be enrolled again: its
+ * certificate named the old key.  The new key is sealed under the
+ * handle's passphrase when it has one.  KHEO_EAUTH when the present
+ * node.key is sealed and the handle's passphrase does not open it, or when
+ * the node's key was sealed and the handle has no passphrase (so that a
+ * restored node's new key is not left in the clear by mistake).  Refused
+ * while a batch is open.
+ */
+KHEO_EXTERN int kheo_rekey(kheo_db *db);
 
 /* Close, finishing nothing: unsealed edits are already durable. NULL ok. */
 KHEO_EXTERN void kheo_db_close(kheo_db *db);

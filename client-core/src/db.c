@@ -18,7 +18,7 @@
  *
  * The secret key is not in the database: it lives in node.key (0600) with
  * the install id, so that a database restored from a backup, or copied to
- * another machine, cannot sign and fork its author's chains.
+ * another machine, cannot sign and fork its author's chains (keyfile.c).
  */
 #include "internal.h"
 #include "alloc.h"
@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #define DB_FORMAT 2
-#define KEY_FILE "node.key"
+#define KEY_FILE KHEO_KEY_FILE
 #define DB_FILE "kheo.db"
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -608,7 +608,7 @@ int kheo__prepare_upserts(kheo_db *db)
 	return KHEO_OK;
 }
 
-/* ------------------------------------------------------------- key file */
+/* ------------------------------------------------------------------ paths */
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -620,95 +620,13 @@ static char *path_join(const char *dir, const char *name)
 	return p;
 }
 
-/* Write node.key: created exclusively, 0600, synced before we go on. */
-static int key_write(kheo_db *db, const uint8_t *sk,
-	const uint8_t install[16])
-{
-	char hex_sk[2 * KHEO_SECRET_SIZE + 1], hex_install[33], text[256];
-	char *path = path_join(db->dir, KEY_FILE);
-	int fd, n, err = KHEO_OK;
-
-	if (!path)
-		return KHEO_ENOMEM;
-	kheo_hex(hex_sk, sk, KHEO_SECRET_SIZE);
-	kheo_hex(hex_install, install, 16);
-	n = snprintf(text, sizeof(text),
-		"kheo-node-key 1\nsecret %s\ninstall %s\n", hex_sk,
-		hex_install);
-	sodium_memzero(hex_sk, sizeof(hex_sk));
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0)
-		err = kheo__error(db, KHEO_EIO, "%s: %s", path,
-			strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	sodium_memzero(text, sizeof(text));
-	kheo__free(path);
-	return err;
-}
-
-/*
- * Load node.key if it belongs to this database.  A missing or foreign key
- * file is not an error for opening (the data can still be read), but the
- * node may not sign: db->sk stays NULL and sign_refusal says why.
- */
-static void key_load(kheo_db *db, const char *install_hex)
-{
-	char *path = path_join(db->dir, KEY_FILE);
-	char text[512], sk_hex[2 * KHEO_SECRET_SIZE + 1], inst[64];
-	uint8_t pk[KHEO_KEY_SIZE];
-	FILE *f;
-	size_t n;
-
-	if (!path)
-		return;
-	f = fopen(path, "r");
-	if (!f) {
-		snprintf(db->sign_refusal, sizeof(db->sign_refusal),
-			"%s missing: this node cannot sign (a restored node "
-			"needs a new key)", path);
-		kheo__free(path);
-		return;
-	}
-	n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	if (sscanf(text, "kheo-node-key 1\nsecret %128s\ninstall %63s",
-		    sk_hex, inst) != 2 ||
-	    !(db->sk = sodium_malloc(KHEO_SECRET_SIZE)) ||
-	    kheo_unhex(db->sk, KHEO_SECRET_SIZE, sk_hex, strlen(sk_hex)) < 0) {
-		snprintf(db->sign_refusal, sizeof(db->sign_refusal),
-			"%s is damaged: this node cannot sign", path);
-		goto refuse;
-	}
-	crypto_sign_ed25519_sk_to_pk(pk, db->sk);
-	if (memcmp(pk, db->pk, KHEO_KEY_SIZE) != 0 ||
-	    strcmp(inst, install_hex) != 0) {
-		snprintf(db->sign_refusal, sizeof(db->sign_refusal),
-			"this database was restored or copied (its install "
-			"id differs from %s): it will not sign, so that its "
-			"author's chains cannot fork; re-key the node", path);
-		goto refuse;
-	}
-	sodium_memzero(sk_hex, sizeof(sk_hex));
-	sodium_memzero(text, sizeof(text));
-	kheo__free(path);
-	return;
-refuse:
-	if (db->sk)
-		sodium_free(db->sk);
-	db->sk = NULL;
-	sodium_memzero(sk_hex, sizeof(sk_hex));
-	sodium_memzero(text, sizeof(text));
-	kheo__free(path);
-}
-
 /* ------------------------------------------------------------ open/close */
 
 static int handle_new(kheo_db **out, const char *dir,
 	const kheo_open_options *opts)
 {
 	kheo_db *db;
+	int err;
 
 	*out = NULL;
 	if (sodium_init() < 0)
@@ -725,6 +643,8 @@ static int handle_new(kheo_db **out, const char *dir,
 	} else {
 		db->opts = (kheo_open_options)KHEO_OPEN_OPTIONS_INIT;
 	}
+	if ((err = kheo__passphrase_keep(db)) < 0)
+		return err;
 	if (!(db->dir = kheo__malloc(strlen(dir) + 1)))
 		return KHEO_ENOMEM;
 	strcpy(db->dir, dir);
@@ -859,7 +779,7 @@ KHEO_EXTERN int kheo_db_init(kheo_db **out, const char *dir,
 	/* The key file goes down before the database commits: a crash in
 	 * between leaves a key without a node, which init refuses to reuse,
 	 * never a node without its key. */
-	if ((err = key_write(db, sk, install)) < 0)
+	if ((err = kheo__key_write(db, sk, install)) < 0)
 		goto done;
 	key_written = 1;
 	if ((err = kheo__commit_tx(db)) < 0)
@@ -950,7 +870,7 @@ KHEO_EXTERN int kheo_db_open(kheo_db **out, const char *dir,
 	if ((err = kheo__prepare_upserts(db)) < 0 ||
 	    (err = kheo__authz_load(db)) < 0)
 		return err;
-	key_load(db, install);
+	kheo__key_load(db, install);
 	return KHEO_OK;
 }
 
@@ -973,6 +893,8 @@ KHEO_EXTERN void kheo_db_close(kheo_db *db)
 		sqlite3_close(db->sql);
 	if (db->sk)
 		sodium_free(db->sk);
+	if (db->passphrase)
+		sodium_free(db->passphrase);
 	kheo_schema_free(db->schema);
 	kheo_codec_free(db->codec);
 	kheo_buf_free(&db->raw);

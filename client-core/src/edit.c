@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "alloc.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -919,6 +920,72 @@ int kheo__seal(kheo_db *db, size_t *sealed)
 done:
 	kheo__free(batch);
 	kheo_buf_free(&frame);
+	seal_free(&s);
+	return err;
+}
+
+static int opid_order(const void *a, const void *b)
+{
+	return kheo_opid_cmp(a, b);
+}
+
+static int clock_order(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Re-keying (keyfile.c): a pending op's id is (clock, author) and later
+ * pending ops name earlier ones in their preds, so each pending op is
+ * rewritten with the new author (add_pending takes db->pk), with every
+ * pred naming a pending op of old_pk renamed too; the pending state is
+ * then rebuilt from the rewritten ops, in their order.  Preds naming ops
+ * the old key sealed stay as they are: those ops are signed and stay its.
+ */
+int kheo__pending_rekey(kheo_db *db, const uint8_t old_pk[KHEO_KEY_SIZE])
+{
+	seal_state s = { 0 };
+	uint64_t *clocks = NULL;
+	kheo_opid *pred = NULL;
+	size_t i, j, most = 1;
+	int err;
+
+	if ((err = load_pending(db, &s)) < 0 || s.n == 0)
+		goto done;
+	clocks = kheo__malloc(s.n * sizeof(*clocks));
+	for (i = 0; i < s.n; i++) {
+		assert(memcmp(s.pending[i]->author, old_pk, KHEO_KEY_SIZE) == 0);
+		if (clocks)
+			clocks[i] = s.pending[i]->ops[0].clock;
+		if (s.pending[i]->ops[0].npred > most)
+			most = s.pending[i]->ops[0].npred;
+	}
+	if (!clocks || !(pred = kheo__malloc(most * sizeof(*pred)))) {
+		err = KHEO_ENOMEM;
+		goto done;
+	}
+	qsort(clocks, s.n, sizeof(*clocks), clock_order);
+	if ((err = unmerge_pending(db, &s)) < 0)
+		goto done;
+	for (i = 0; i < s.n && err == KHEO_OK; i++) {
+		kheo_op op = s.pending[i]->ops[0];
+
+		for (j = 0; j < op.npred; j++) {
+			pred[j] = op.pred[j];
+			if (memcmp(pred[j].key, old_pk, KHEO_KEY_SIZE) == 0 &&
+			    bsearch(&pred[j].clock, clocks, s.n,
+				    sizeof(*clocks), clock_order))
+				pred[j].key = db->pk;
+		}
+		qsort(pred, op.npred, sizeof(*pred), opid_order);
+		op.pred = pred;
+		err = add_pending(db, &op, s.units[i]);
+	}
+done:
+	kheo__free(pred);
+	kheo__free(clocks);
 	seal_free(&s);
 	return err;
 }

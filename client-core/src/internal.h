@@ -4,9 +4,10 @@
  * points each file offers the others.
  *
  * Layering inside client-core: db.c (open, SQL, errors) is used by all;
- * clock.c gives hybrid clock values; merge.c turns ops into rows and rows
- * into state; apply.c decides receipt; edit.c makes local ops and seals
- * them; read.c, bundle.c, verify.c and import.c sit on top.
+ * keyfile.c keeps the secret key at rest; clock.c gives hybrid clock
+ * values; merge.c turns ops into rows and rows into state; apply.c decides
+ * receipt; edit.c makes local ops and seals them; read.c, bundle.c,
+ * verify.c and import.c sit on top.
  */
 #ifndef KHEO_INTERNAL_H
 #define KHEO_INTERNAL_H
@@ -57,7 +58,10 @@ struct kheo_db {
 
 	uint8_t pk[KHEO_KEY_SIZE];
 	uint8_t *sk;            /* sodium_malloc'd; NULL if this copy may not sign */
-	char sign_refusal[256]; /* why it may not, for the message */
+	char sign_refusal[384]; /* why it may not, for the message */
+	char *passphrase;       /* sodium_malloc'd copy of the open option */
+	int key_locked;         /* node.key is sealed and the passphrase given
+				 * (none, or a wrong one) does not open it */
 	kheo_node_role role;
 	char unit[KHEO_UNIT_MAX + 1];
 
@@ -124,6 +128,24 @@ void kheo__log(kheo_db *db, int level, const char *fmt, ...)
  * against the keys this node knows. */
 int kheo__resolve_node(kheo_db *db, uint8_t out[KHEO_KEY_SIZE],
 	const char *hex);
+
+/* ------------------------------------------------------------- keyfile.c */
+
+#define KHEO_KEY_FILE "node.key"
+
+/* Take a copy of opts.passphrase (borrowed for the call) into guarded
+ * memory, and clear the borrowed pointer. */
+int kheo__passphrase_keep(kheo_db *db);
+/* Write a new node.key (sealed when the handle has a passphrase) and
+ * DIR/.backup-exclude; atomically: a temporary file, synced, renamed.
+ * Records in kheo_meta whether the key is sealed: call it inside the
+ * transaction that makes the node. */
+int kheo__key_write(kheo_db *db, const uint8_t *sk,
+	const uint8_t install[16]);
+/* Load node.key into db->sk if it opens and belongs to this database;
+ * otherwise db->sk stays NULL and db->sign_refusal says why (the node
+ * still opens, for reading). */
+void kheo__key_load(kheo_db *db, const char *install_hex);
 
 /* --------------------------------------------------------------- clock.c */
 
@@ -257,5 +279,9 @@ int kheo__write_receipts(kheo_db *db);
 
 /* Seal pending edits (inside the caller's transaction). */
 int kheo__seal(kheo_db *db, size_t *sealed);
+/* After a re-key (db->pk already the new key): make the pending edits
+ * the new key's, and the preds that name them (inside the caller's
+ * transaction). */
+int kheo__pending_rekey(kheo_db *db, const uint8_t old_pk[KHEO_KEY_SIZE]);
 
 #endif
