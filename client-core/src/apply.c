@@ -116,6 +116,8 @@ static int decide(kheo_db *db, const kheo_changeset *cs, int *role,
 	sqlite3_stmt *s;
 	int rc;
 
+	if (!db->sealing && kheo__authz_revoked(db, cs, refusal))
+		return 2;
 	if (cs->useq > 1) {
 		s = kheo__stmt(db, ST_CS_CHAIN);
 		if (!s)

@@ -250,6 +250,62 @@ static int resolve_one(kheo_db *db, certrow *c, const certrow *all, size_t n)
 	return 1;
 }
 
+static int authority(kheo_db *db, const uint8_t *author, const char *unit,
+	uint64_t ms, int *role, char *why, size_t whylen, kheo_refusal *ref);
+
+/*
+ * The role each applied changeset of `author` carries is the best its
+ * certificates give it now, so that two nodes that hold the same
+ * certificates lock the same ops, whatever order the certificates came in.
+ * Records it touches whose role changed are shown again.
+ */
+static int reassess_roles(kheo_db *db, const uint8_t *author)
+{
+	sqlite3_stmt *q;
+	int err = KHEO_OK;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT n, role, frame FROM kheo_cs"
+		    " WHERE author = ?1 AND state = 0", -1, &q, NULL) !=
+	    SQLITE_OK)
+		return kheo__sqlerr(db, sqlite3_errcode(db->sql), "roles");
+	sqlite3_bind_blob(q, 1, author, KHEO_KEY_SIZE, SQLITE_STATIC);
+	while (err == KHEO_OK && sqlite3_step(q) == SQLITE_ROW) {
+		kheo_changeset *cs = NULL;
+		uint8_t id[KHEO_ID_SIZE];
+		kheo_refusal ref = { 0 };
+		char why[160], sql[96];
+		int role = 0;
+		size_t i;
+
+		if (kheo_frame_open(db->codec, &cs, id, &db->raw,
+			    sqlite3_column_blob(q, 2),
+			    (size_t)sqlite3_column_bytes(q, 2), NULL) < 0)
+			continue;
+		if (authority(db, cs->author, cs->unit, cs->clock_max >> 16,
+			    &role, why, sizeof(why), &ref) == VERDICT_APPLY &&
+		    role != sqlite3_column_int(q, 1)) {
+			snprintf(sql, sizeof(sql), "UPDATE kheo_cs SET role ="
+				" %d WHERE n = %lld", role,
+				(long long)sqlite3_column_int64(q, 0));
+			err = kheo__exec(db, sql);
+			for (i = 0; err == KHEO_OK && i < cs->nops; i++) {
+				sqlite3_stmt *d = kheo__stmt(db, ST_DIRTY_ADD);
+
+				if (!d) {
+					err = KHEO_ERROR;
+					break;
+				}
+				sqlite3_bind_blob(d, 1, cs->ops[i].record,
+					KHEO_RECORD_SIZE, SQLITE_STATIC);
+				err = kheo__step_done(db, d, "dirty");
+			}
+		}
+		kheo_changeset_free(cs);
+	}
+	sqlite3_finalize(q);
+	return err;
+}
+
 /*
  * Recompute every certificate's status from the root down: a fixpoint over
  * the (small) set, so the result does not depend on the order they came.
@@ -340,6 +396,21 @@ static int refresh_certs(kheo_db *db)
 			sqlite3_bind_text(st, 3, all[i].why, -1, SQLITE_STATIC);
 		err = kheo__step_done(db, st, "certificates");
 		sqlite3_finalize(st);
+	}
+	/* a certificate that changed changes the role its subject's
+	 * applied changesets carry (the approval lock reads it) */
+	for (i = 0; i < n && err == KHEO_OK; i++) {
+		size_t j;
+
+		if (all[i].status == all[i].old_status)
+			continue;
+		for (j = 0; j < i; j++)
+			if (all[j].status != all[j].old_status &&
+			    memcmp(all[j].subject, all[i].subject,
+				    KHEO_KEY_SIZE) == 0)
+				break;
+		if (j == i)
+			err = reassess_roles(db, all[i].subject);
 	}
 	kheo__free(all);
 	return err < 0 ? err : kheo__authz_own_role(db);
@@ -754,27 +825,35 @@ static int decide_sys(kheo_db *db, const kheo_changeset *cs, int role,
 	return VERDICT_APPLY;
 }
 
+int kheo__authz_revoked(kheo_db *db, const kheo_changeset *cs,
+	kheo_refusal *ref)
+{
+	int64_t last;
+	char ah[17];
+
+	if (!db->enforcing)
+		return 0;
+	last = revoked_after(db, cs->author, cs->unit);
+	if (last < 0 || cs->useq <= (uint64_t)last)
+		return 0;
+	short_hex(ah, cs->author);
+	kheo__refuse(ref, KHEO_R_REVOKED, 0, "%s… is revoked: %s accepts up "
+		"to useq %lld, this is useq %llu", ah, cs->unit,
+		(long long)last, (unsigned long long)cs->useq);
+	return 1;
+}
+
 int kheo__authorize(kheo_db *db, const kheo_changeset *cs, int *role,
 	char *why, size_t whylen, kheo_refusal *ref)
 {
-	int64_t last;
 	int verdict;
 	size_t i;
 
 	*role = KHEO_ROLE_NONE;
 	if (!db->enforcing)
 		return VERDICT_APPLY;
-	last = revoked_after(db, cs->author, cs->unit);
-	if (last >= 0 && cs->useq > (uint64_t)last) {
-		char ah[17];
-
-		short_hex(ah, cs->author);
-		kheo__refuse(ref, KHEO_R_REVOKED, 0, "%s… is revoked: %s "
-			"accepts up to useq %lld, this is useq %llu", ah,
-			cs->unit, (long long)last,
-			(unsigned long long)cs->useq);
+	if (kheo__authz_revoked(db, cs, ref))
 		return VERDICT_REJECT;
-	}
 	verdict = authority(db, cs->author, cs->unit, cs->clock_max >> 16,
 		role, why, whylen, ref);
 	if (verdict < 0)

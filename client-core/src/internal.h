@@ -248,6 +248,11 @@ int kheo__authz_add_cert(kheo_db *db, const kheo_cert *c,
  * (ref), or an error.  Open mode: 0 with role 0. */
 int kheo__authorize(kheo_db *db, const kheo_changeset *cs, int *role,
 	char *why, size_t whylen, kheo_refusal *ref);
+/* Is this changeset beyond a revocation of its author?  1 (the reason in
+ * ref) or 0.  Decided before its chain: a revoked key's later changesets
+ * are rejected even when their predecessor never came. */
+int kheo__authz_revoked(kheo_db *db, const kheo_changeset *cs,
+	kheo_refusal *ref);
 /* May `role` make this op?  1, or 0 with the reason in ref. */
 int kheo__authz_op_allowed(kheo_db *db, int role, const kheo_op *op,
 	kheo_refusal *ref);

@@ -1151,6 +1151,106 @@ static void forged_frame_relayed_by_a_hub_is_bad_signature(void **state)
 	node_close(&d);
 }
 
+/*
+ * A collector promoted to reviewer: the role its applied changesets carry
+ * follows the certificates a node holds, not the order they came in, so a
+ * node that learnt of the promotion last agrees with one that learnt it
+ * first (the approval lock reads those roles).
+ */
+static void promotion_gives_every_node_the_same_state(void **state)
+{
+	test_node p, h, d, r, a, b;
+	char m[KHEO_RECORD_HEX + 1];
+	frames fd;
+	batch bt = { 0 };
+
+	(void)state;
+	province_make(&p, "p");
+	hub_make(&h, &p, "h", DISTRICT);
+	device_make(&d, &h, "d", COMMUNE, "collector", 365);
+	device_make(&r, &h, "r", COMMUNE, "reviewer", 365);
+	hub_make(&a, &p, "a", DISTRICT);
+	hub_make(&b, &p, "b", DISTRICT);
+	model(&d, m, COMMUNE);
+	deliver(&d, &r);
+	r.now += 1000;
+	node_set(&r, "model", m, "status=recognized");
+	d.now += 2000;
+	node_set(&d, "model", m, "beneficiaries=7");
+	commit(&d);
+	deliver(&r, &h);
+
+	/* a: the certificates of the day, then the work: d's edit is a
+	 * collector's after the recognition, so it is locked */
+	deliver(&p, &a);
+	deliver(&h, &a);
+	deliver(&r, &a);
+	frames_of(&d, &fd);
+	pick(&bt, &fd, &d, DATA_ONLY);
+	apply(&a, &bt);
+	assert_int_equal(int_field(&a, m, "beneficiaries"), 3);
+
+	/* the hub promotes the collector */
+	enroll(&h, &d, "reviewer", COMMUNE, 365, NULL);
+
+	/* b: the promotion with the work; a: the promotion last */
+	deliver(&p, &b);
+	deliver(&h, &b);
+	deliver(&r, &b);
+	deliver(&d, &b);
+	deliver(&h, &a);
+	deliver(&d, &a);
+	assert_string_equal(node_digest(&a, COMMUNE), node_digest(&b, COMMUNE));
+	/* the promotion covers the author's work by position: its edit is
+	 * a reviewer's now, on both */
+	assert_int_equal(int_field(&a, m, "beneficiaries"), 7);
+	assert_int_equal(int_field(&b, m, "beneficiaries"), 7);
+	assert_verifies(&a);
+	assert_verifies(&b);
+	frames_free(&fd);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&r);
+	node_close(&a);
+	node_close(&b);
+}
+
+/*
+ * A revoked device's changesets after the first one refused: each is
+ * rejected as revoked on its own, not held forever behind the refused one.
+ */
+static void revoked_chain_successors_are_rejected_not_held(void **state)
+{
+	test_node p, h, d;
+	char m[KHEO_RECORD_HEX + 1], dk[KHEO_KEY_HEX + 1], why[200];
+	kheo_apply_stats st;
+	json_t *q;
+
+	(void)state;
+	province_make(&p, "p");
+	hub_make(&h, &p, "h", DISTRICT);
+	device_make(&d, &h, "d", COMMUNE, "collector", 365);
+	model(&d, m, COMMUNE);
+	deliver(&d, &h);
+	hex_of(&d, "key", dk);
+	assert_int_equal(kheo_revoke(h.db, dk, NULL), KHEO_OK);
+	node_set(&d, "model", m, "beneficiaries=4");
+	commit(&d);
+	node_set(&d, "model", m, "beneficiaries=5");
+	commit(&d);
+	st = deliver(&d, &h);
+	assert_int_equal(st.rejected, 2);
+	assert_int_equal(held_on(&h, why, sizeof(why)), 0);
+	q = quarantine_of(&h);
+	assert_rejected(q, &d, COMMUNE, 2, "revoked", "revoked");
+	assert_rejected(q, &d, COMMUNE, 3, "revoked", "revoked");
+	json_decref(q);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1179,6 +1279,11 @@ int main(void)
 			collector_edit_after_recognition_never_wins, teardown),
 		cmocka_unit_test_teardown(
 			merged_commune_is_written_by_the_successor, teardown),
+		cmocka_unit_test_teardown(
+			promotion_gives_every_node_the_same_state, teardown),
+		cmocka_unit_test_teardown(
+			revoked_chain_successors_are_rejected_not_held,
+			teardown),
 		cmocka_unit_test_teardown(
 			forged_frame_relayed_by_a_hub_is_bad_signature,
 			teardown),
