@@ -520,7 +520,8 @@ static int live_ids_locked(kheo_db *db, kheo_opid **out, size_t *n,
 	kheo__live_free(&live);
 	/* ascending op id, each once (a put's fields share one id); the
 	 * keys do not move, so sorting the ids is enough */
-	qsort(*out, k, sizeof(**out), opid_cmp);
+	if (k > 1)
+		qsort(*out, k, sizeof(**out), opid_cmp);
 	for (i = 0, *n = 0; i < k; i++)
 		if (*n == 0 || kheo_opid_cmp(&(*out)[*n - 1], &(*out)[i]) != 0)
 			(*out)[(*n)++] = (*out)[i];
