@@ -401,6 +401,86 @@ KHEO_EXTERN int kheo_enroll_accept(kheo_db *db, const char *chain,
 KHEO_EXTERN int kheo_revoke(kheo_db *db, const char *node,
 	const char *reason);
 
+/* ---------------------------------------------------------------------
+ * Sync sessions (DESIGN.md, Sync; docs/protocol.md, "Sync session").
+ *
+ * A session is a state machine over bytes, with no sockets and no threads:
+ * the caller moves bytes between it and any transport (a TCP socket, a
+ * phone's Bluetooth, a pipe).  It runs the secure channel (Secret
+ * Handshake, then crypto_secretstream each way), checks the peer's
+ * certificates, compares what the two nodes hold in the units they share
+ * (and all of `_sys`), and streams what each lacks in chain order, in
+ * chunks the receiver acknowledges once they are durable, so that a cut
+ * session resumes where it stopped.  Database work happens inside
+ * kheo_session_input: a daemon calls it off its event loop.  One thread at
+ * a time per session; the kheo_db handle must outlive it and not be used by
+ * another thread meanwhile.
+ *
+ *   kheo_session_new(&s, db, &opts);
+ *   loop:
+ *     kheo_session_output(s, &p, &n); write p[0..n) to the transport;
+ *     kheo_session_sent(s, n);
+ *     read bytes; kheo_session_input(s, bytes, len);
+ *   until kheo_session_status(s, &st) is KHEO_SESSION_DONE or _FAILED.
+ */
+typedef struct kheo_session kheo_session;
+
+typedef enum kheo_session_state {
+	KHEO_SESSION_HANDSHAKE = 0, /* secure channel and certificates */
+	KHEO_SESSION_SYNCING = 1,   /* comparing and exchanging changesets */
+	KHEO_SESSION_DONE = 2,      /* both sides have everything: close */
+	KHEO_SESSION_FAILED = 3,    /* refused or broken: kheo_session_error */
+} kheo_session_state;
+
+typedef struct kheo_session_options {
+	unsigned int version;
+	int initiator;              /* 1: this side connected (the client) */
+	/* The deployment's network key (32 bytes), without which a peer
+	 * cannot even finish the handshake.  NULL: derived from the root
+	 * (BLAKE2b-256 of "kheo/network/v1" || root key).  Borrowed. */
+	const uint8_t *network_key;
+	/* Client: the server's key it expects, hex (64 digits); NULL for any
+	 * server whose certificate chains to the root.  Borrowed. */
+	const char *expect_peer;
+	size_t chunk_bytes;         /* frames per acknowledged chunk; 0: 64 KiB */
+	uint64_t max_changesets;    /* received per session; 0: 1,000,000 */
+} kheo_session_options;
+
+#define KHEO_SESSION_OPTIONS_VERSION 1
+#define KHEO_SESSION_OPTIONS_INIT { KHEO_SESSION_OPTIONS_VERSION, 0, NULL, NULL, 0, 0 }
+
+typedef struct kheo_session_stats {
+	uint64_t bytes_in, bytes_out;   /* on the transport */
+	size_t sent, received;          /* changesets, this session */
+	size_t to_send, to_receive;     /* what is left, as far as known */
+	kheo_apply_stats apply;         /* what receipt made of them */
+	int64_t clock_offset_ms;        /* peer wall clock minus ours */
+	char peer[KHEO_KEY_HEX + 1];    /* the peer's key, once known */
+	char scope[256];                /* the units the session covers */
+} kheo_session_stats;
+
+/* A session on `db`.  KHEO_EINVAL for bad options; KHEO_EAUTH when this
+ * node cannot sync (open mode: not enrolled, or cannot sign). */
+KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
+	const kheo_session_options *opts);
+KHEO_EXTERN void kheo_session_free(kheo_session *s);
+
+/* Bytes that came from the peer, all consumed.  An error (the session is
+ * then FAILED) when the peer is refused or breaks the protocol. */
+KHEO_EXTERN int kheo_session_input(kheo_session *s, const uint8_t *p,
+	size_t n);
+/* Bytes waiting to go to the peer (borrowed until the next call on s);
+ * *n == 0: nothing now.  kheo_session_sent() says how many went. */
+KHEO_EXTERN void kheo_session_output(kheo_session *s, const uint8_t **p,
+	size_t *n);
+KHEO_EXTERN void kheo_session_sent(kheo_session *s, size_t n);
+
+/* Where the session is; `st` (may be NULL) filled. */
+KHEO_EXTERN kheo_session_state kheo_session_status(const kheo_session *s,
+	kheo_session_stats *st);
+/* Why it failed, for a log line naming the peer; "" if it did not. */
+KHEO_EXTERN const char *kheo_session_error(const kheo_session *s);
+
 #ifdef __cplusplus
 }
 #endif
