@@ -3,8 +3,10 @@
  *
  * What is here: canonical varints and values, the changeset encoding and its
  * strict decoder, changeset ids (BLAKE2b-256) and signatures (Ed25519), and
- * the zstd frame a signed changeset is stored and sent in.  The byte layout
- * is specified in docs/protocol.md; this header is the C view of it.
+ * the zstd frame a signed changeset is stored and sent in, bundles,
+ * certificates, and the secure channel (Secret Handshake, then
+ * crypto_secretstream records).  The byte layout is specified in
+ * docs/protocol.md; this header is the C view of it.
  *
  * What is not here: storage, sockets, clocks, merge.  proto/ knows nothing of
  * SQLite or of the network, so it can be fuzzed and cross-tested alone.
@@ -17,6 +19,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <sodium.h>
 
 #include "kheo.h"
 
@@ -93,6 +97,11 @@ typedef enum kheo_reason {
 	KHEO_R_ROLE_FORBIDS = 28,    /* a field or value the role may not set */
 	KHEO_R_REVOKED = 29,         /* beyond the author's revocation */
 	KHEO_R_NOT_ENROLLED = 30,    /* author certified only by another root */
+	/* Secure channel (proto/handshake.c, proto/stream.c). */
+	KHEO_R_BAD_HELLO = 31,       /* hello HMAC fails: another network key */
+	KHEO_R_BAD_AUTH = 32,        /* handshake box does not open */
+	KHEO_R_BAD_KEY = 33,         /* a peer key of low order, or not a key */
+	KHEO_R_BAD_RECORD = 34,      /* stream record does not authenticate */
 	KHEO_R_REASON_COUNT
 } kheo_reason;
 
@@ -463,6 +472,207 @@ int kheo_text_decode(kheo_buf *bytes, size_t *off, size_t *lens,
 /* Is unit `u` equal to, or under, `scope`?  ("a/b" is under "a", not
  * under "a/bc".)  1 or 0. */
 int kheo_unit_within(const char *u, const char *scope);
+
+/* ---------------------------------------------------------- secure channel */
+
+/*
+ * Scuttlebutt's Secret Handshake, version 1 (docs/protocol.md, "Secure
+ * channel"), as a state machine over fixed-size messages:
+ *
+ *   client                                   server
+ *   kheo_shs_client_init                     kheo_shs_server_init
+ *   kheo_shs_write_msg1   -- 64 bytes  -->   kheo_shs_read_msg1
+ *   kheo_shs_read_msg2    <-- 64 bytes --    kheo_shs_write_msg2
+ *   kheo_shs_write_msg3   -- 112 bytes -->   kheo_shs_read_msg3
+ *   kheo_shs_read_msg4    <-- 80 bytes --    kheo_shs_write_msg4
+ *
+ * Each read either accepts the message or refuses it with a reason
+ * (bad-hello, bad-auth, bad-signature, bad-key, truncated, trailing-bytes);
+ * a refused handshake is wiped and over.  Calling a step out of order, or
+ * one of the other role's, is a bug in the caller and aborts.  Nothing here
+ * reads a socket or a clock: the ephemeral key comes from a seed the caller
+ * gives (test vectors) or from randombytes.
+ *
+ * The state holds secrets (the ephemeral key, the shared secrets): keep it
+ * in sodium_malloc memory when it lives on the heap, and kheo_shs_wipe it
+ * when done.  A finished handshake keeps only public values.
+ */
+#define KHEO_SHS_NETKEY_SIZE 32  /* the network key (HMAC key of the hellos) */
+#define KHEO_SHS_SEED_SIZE 32    /* seed of an ephemeral key */
+#define KHEO_SHS_MSG1_SIZE 64    /* client hello */
+#define KHEO_SHS_MSG2_SIZE 64    /* server hello */
+#define KHEO_SHS_MSG3_SIZE 112   /* client authenticate */
+#define KHEO_SHS_MSG4_SIZE 80    /* server accept */
+#define KHEO_SHS_KEY_SIZE 32     /* a box-stream key */
+#define KHEO_SHS_NONCE_SIZE 24   /* a box-stream starting nonce */
+
+/*
+ * What a finished handshake gives one side: the peer's long-term key and
+ * the session secrets as SHS version 1 defines them (the box-stream key and
+ * starting nonce for each direction; see the shs1-test suite).  kheo does
+ * not run box-stream: kheo_stream_keys() derives its secretstream keys
+ * from enc_key and dec_key.  Secret: kheo_shs_keys_wipe when done.
+ */
+typedef struct kheo_shs_keys {
+	int client;                         /* 1 on the client's side */
+	uint8_t peer[KHEO_KEY_SIZE];        /* the peer's Ed25519 key */
+	uint8_t enc_key[KHEO_SHS_KEY_SIZE]; /* for what this side sends */
+	uint8_t enc_nonce[KHEO_SHS_NONCE_SIZE];
+	uint8_t dec_key[KHEO_SHS_KEY_SIZE]; /* for what this side receives */
+	uint8_t dec_nonce[KHEO_SHS_NONCE_SIZE];
+} kheo_shs_keys;
+
+/*
+ * One side of a handshake.  Fields are visible so that the state can live
+ * on the stack and tests can compare intermediate values with published
+ * vectors; only the functions below change them.  Names follow the paper:
+ * a, b the client's and server's ephemeral keys, A, B their long-term
+ * keys, so `aB` is the client's ephemeral key times the server's
+ * long-term key (as Curve25519).
+ */
+typedef struct kheo_shs {
+	int client;                   /* 1: client, 0: server */
+	int step;                     /* messages handled; 4: done, -1: refused */
+	uint8_t netkey[KHEO_SHS_NETKEY_SIZE];
+	const uint8_t *sk;            /* own long-term secret key; borrowed
+	                               * until the handshake ends */
+	uint8_t pk[KHEO_KEY_SIZE];    /* own long-term public key */
+	uint8_t peer[KHEO_KEY_SIZE];  /* client: the server it expects;
+	                               * server: the client, from msg3 on */
+	uint8_t eph_sk[32], eph_pk[32]; /* own ephemeral Curve25519 pair */
+	uint8_t peer_eph[32];         /* the peer's ephemeral public key */
+	uint8_t ab[32], aB[32], Ab[32]; /* the three shared secrets */
+	uint8_t hello[96];            /* msg3's plaintext: signature, client key */
+} kheo_shs;
+
+/*
+ * Start a client that will connect to the server whose long-term key is
+ * `server_pk`.  `sk` is the client's libsodium Ed25519 secret key (64
+ * bytes: seed, then public key), borrowed until the handshake ends.
+ * `seed` (32 bytes) makes the ephemeral key (Ed25519 key pair from the
+ * seed, converted to Curve25519, as the reference implementation does);
+ * NULL draws it from randombytes, which is what anything but a test does.
+ * KHEO_EINVAL if server_pk is not a usable Ed25519 public key.
+ */
+int kheo_shs_client_init(kheo_shs *st,
+	const uint8_t netkey[KHEO_SHS_NETKEY_SIZE],
+	const uint8_t sk[KHEO_SECRET_SIZE],
+	const uint8_t server_pk[KHEO_KEY_SIZE], const uint8_t *seed);
+/* Start a server with its long-term secret key; seed as above. */
+void kheo_shs_server_init(kheo_shs *st,
+	const uint8_t netkey[KHEO_SHS_NETKEY_SIZE],
+	const uint8_t sk[KHEO_SECRET_SIZE], const uint8_t *seed);
+
+/* Client: its hello, the ephemeral key under the network key's HMAC. */
+void kheo_shs_write_msg1(kheo_shs *st, uint8_t out[KHEO_SHS_MSG1_SIZE]);
+/* Server: check the client's hello (bad-hello under another network key). */
+int kheo_shs_read_msg1(kheo_shs *st, const uint8_t *msg, size_t len,
+	kheo_refusal *why);
+/* Server: its hello. */
+void kheo_shs_write_msg2(kheo_shs *st, uint8_t out[KHEO_SHS_MSG2_SIZE]);
+/* Client: check the server's hello. */
+int kheo_shs_read_msg2(kheo_shs *st, const uint8_t *msg, size_t len,
+	kheo_refusal *why);
+/* Client: prove its key, boxed for the server it expects. */
+void kheo_shs_write_msg3(kheo_shs *st, uint8_t out[KHEO_SHS_MSG3_SIZE]);
+/*
+ * Server: open and check the client's proof.  On success st->peer holds
+ * the client's key: the caller may refuse it (not enrolled, revoked)
+ * before kheo_shs_write_msg4, and simply hang up, as SHS intends.
+ * bad-auth means the box did not open: the client expects another server
+ * key, or the bytes were altered or replayed from another session.
+ */
+int kheo_shs_read_msg3(kheo_shs *st, const uint8_t *msg, size_t len,
+	kheo_refusal *why);
+/* Server: accept; the handshake is done and `out` filled. */
+void kheo_shs_write_msg4(kheo_shs *st, uint8_t out[KHEO_SHS_MSG4_SIZE],
+	kheo_shs_keys *keys);
+/* Client: check the server's acceptance; on success done, `keys` filled. */
+int kheo_shs_read_msg4(kheo_shs *st, const uint8_t *msg, size_t len,
+	kheo_shs_keys *keys, kheo_refusal *why);
+
+/* Zero every secret (sodium_memzero); the state cannot be used again. */
+void kheo_shs_wipe(kheo_shs *st);
+void kheo_shs_keys_wipe(kheo_shs_keys *keys);
+
+/*
+ * After the handshake each direction is a crypto_secretstream
+ * (XChaCha20-Poly1305) stream: its 24-byte header, then records of a
+ * 4-byte big-endian ciphertext length and the ciphertext, the last one
+ * tagged FINAL on a clean close.  Plaintext records are at most
+ * KHEO_STREAM_RECORD_MAX bytes; a longer declared length is refused
+ * before anything is allocated.
+ */
+#define KHEO_STREAM_KEY_SIZE 32
+#define KHEO_STREAM_HEADER_SIZE 24       /* secretstream header */
+#define KHEO_STREAM_LEN_SIZE 4           /* record length prefix */
+#define KHEO_STREAM_TAG_SIZE 17          /* secretstream's ABYTES */
+#define KHEO_STREAM_RECORD_MAX (1u << 20) /* plaintext bytes in a record */
+#define KHEO_STREAM_CTX_C2S "kheo/stream/v1 client->server"
+#define KHEO_STREAM_CTX_S2C "kheo/stream/v1 server->client"
+
+/*
+ * The secretstream keys of this side: `tx` for what it sends, `rx` for
+ * what it receives.  Each is BLAKE2b-256 keyed with the SHS box-stream key
+ * of that direction over the direction's context string.
+ */
+void kheo_stream_keys(uint8_t tx[KHEO_STREAM_KEY_SIZE],
+	uint8_t rx[KHEO_STREAM_KEY_SIZE], const kheo_shs_keys *keys);
+
+/* The sending half.  Holds a key: kheo_stream_tx_wipe when done. */
+typedef struct kheo_stream_tx {
+	crypto_secretstream_xchacha20poly1305_state ss;
+	int closed;          /* the FINAL record went */
+	uint64_t records;
+} kheo_stream_tx;
+
+/* The receiving half.  Holds a key: kheo_stream_rx_wipe when done. */
+typedef struct kheo_stream_rx {
+	crypto_secretstream_xchacha20poly1305_state ss;
+	uint8_t key[KHEO_STREAM_KEY_SIZE]; /* until the header arrives */
+	int phase;           /* 0: header next, 1: records, 2: closed,
+	                      * -1: refused (and every later call too) */
+	uint64_t records;    /* records read */
+	uint64_t offset;     /* stream bytes consumed, for refusals */
+	kheo_refusal refused; /* what the refusal was, to repeat it */
+} kheo_stream_rx;
+
+/* Start sending under `key`: appends the header to `out`. */
+int kheo_stream_tx_init(kheo_stream_tx *tx, kheo_buf *out,
+	const uint8_t key[KHEO_STREAM_KEY_SIZE]);
+/*
+ * Append one record of n plaintext bytes; `final`: tag it FINAL, the
+ * last one.  KHEO_ELIMIT above KHEO_STREAM_RECORD_MAX, KHEO_ENOMEM.
+ * Sending after the FINAL record is a caller bug and aborts.
+ */
+int kheo_stream_tx_record(kheo_stream_tx *tx, kheo_buf *out,
+	const uint8_t *p, size_t n, int final);
+void kheo_stream_tx_wipe(kheo_stream_tx *tx);
+
+/* What kheo_stream_rx_read found. */
+typedef enum kheo_stream_event {
+	KHEO_STREAM_MORE = 0,   /* no whole record yet: read more bytes */
+	KHEO_STREAM_RECORD = 1, /* a record is in `plain` */
+	KHEO_STREAM_FINAL = 2,  /* the FINAL record is in `plain`; closed */
+} kheo_stream_event;
+
+void kheo_stream_rx_init(kheo_stream_rx *rx,
+	const uint8_t key[KHEO_STREAM_KEY_SIZE]);
+/*
+ * Consume bytes from the front of [p, p+len): the header if it has not
+ * come yet, then at most one record.  *used says how many bytes were
+ * consumed (the caller drops them and calls again with the rest and what
+ * arrives later); *event what came of it.  A cut record is
+ * KHEO_STREAM_MORE, not an error: nothing of it is consumed.  Refusals:
+ * too-big (a declared length above the cap, before any allocation),
+ * bad-record (a record that does not authenticate: another key, altered,
+ * reordered, dropped; or an unknown tag), trailing-bytes (bytes after the
+ * FINAL record).  `plain` is reset and receives the record's plaintext.
+ */
+int kheo_stream_rx_read(kheo_stream_rx *rx, kheo_buf *plain,
+	kheo_stream_event *event, size_t *used, const uint8_t *p, size_t len,
+	kheo_refusal *why);
+void kheo_stream_rx_wipe(kheo_stream_rx *rx);
 
 /* ---------------------------------------------------------------- helpers */
 

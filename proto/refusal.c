@@ -41,6 +41,10 @@ static const char *const reason_names[KHEO_R_REASON_COUNT] = {
 	[KHEO_R_ROLE_FORBIDS] = "role-forbids",
 	[KHEO_R_REVOKED] = "revoked",
 	[KHEO_R_NOT_ENROLLED] = "not-enrolled",
+	[KHEO_R_BAD_HELLO] = "bad-hello",
+	[KHEO_R_BAD_AUTH] = "bad-auth",
+	[KHEO_R_BAD_KEY] = "bad-key",
+	[KHEO_R_BAD_RECORD] = "bad-record",
 };
 
 const char *kheo_reason_name(int reason)
@@ -64,6 +68,10 @@ int kheo_reason_error(int reason)
 	case KHEO_R_ROLE_FORBIDS:
 	case KHEO_R_REVOKED:
 	case KHEO_R_NOT_ENROLLED:
+	case KHEO_R_BAD_HELLO:
+	case KHEO_R_BAD_AUTH:
+	case KHEO_R_BAD_KEY:
+	case KHEO_R_BAD_RECORD:
 		return KHEO_EAUTH;
 	case KHEO_R_BAD_VERSION:
 	case KHEO_R_UNKNOWN_DICT:
