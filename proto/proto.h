@@ -473,6 +473,59 @@ int kheo_text_decode(kheo_buf *bytes, size_t *off, size_t *lens,
  * under "a/bc".)  1 or 0. */
 int kheo_unit_within(const char *u, const char *scope);
 
+/* ------------------------------------------------------- sync messages */
+
+#define KHEO_SYNC_VERSION 1
+#define KHEO_SYNC_CERTS_MAX 8u         /* certificates in a HELLO */
+#define KHEO_SYNC_HEADS_MAX 65536u     /* heads in one HEADS message */
+#define KHEO_SYNC_CHUNK_FRAMES_MAX 65536u /* frames in one FRAMES message */
+
+typedef enum kheo_msg_type {
+	KHEO_MSG_HELLO = 1,   /* who I am, what I cover, a summary of it */
+	KHEO_MSG_HEADS = 2,   /* my chain heads in the session's scope */
+	KHEO_MSG_FRAMES = 3,  /* a chunk of changeset frames, in chain order */
+	KHEO_MSG_ACK = 4,     /* that chunk is durable here */
+	KHEO_MSG_DONE = 5,    /* I have sent all I have for you */
+	KHEO_MSG_REFUSE = 6,  /* why I stop (then the channel closes) */
+} kheo_msg_type;
+
+/*
+ * One message (docs/protocol.md, "Sync session").  From kheo_msg_decode,
+ * pointers go into the input, which must outlive the message; the arrays
+ * are the message's (kheo_msg_free).
+ */
+typedef struct kheo_msg {
+	int type;
+	struct {
+		int node_role, cert_role;
+		char scope[KHEO_UNIT_MAX + 1];   /* "": everything (the root) */
+		uint8_t epoch[8];
+		uint64_t wall_ms;
+		uint8_t summary[KHEO_ID_SIZE];   /* of the heads in `scope` */
+		const uint8_t **certs;           /* the sender's chain */
+		size_t *cert_lens, ncerts;
+	} hello;
+	struct {
+		int last;
+		kheo_head *v;
+		size_t n;
+	} heads;
+	struct {
+		uint64_t chunk;
+		const uint8_t **p;
+		size_t *lens, n;
+	} frames;
+	struct {
+		uint64_t chunk, applied, held, rejected;
+	} ack;
+	char refuse[256];
+} kheo_msg;
+
+int kheo_msg_encode(kheo_buf *b, const kheo_msg *m);
+int kheo_msg_decode(kheo_msg *m, const uint8_t *p, size_t n,
+	kheo_refusal *why);
+void kheo_msg_free(kheo_msg *m);
+
 /* ---------------------------------------------------------- secure channel */
 
 /*

@@ -452,6 +452,10 @@ typedef struct kheo_session_options {
 typedef struct kheo_session_stats {
 	uint64_t bytes_in, bytes_out;   /* on the transport */
 	size_t sent, received;          /* changesets, this session */
+	/* frame bytes sent, and of those the ones the peer acknowledged:
+	 * after a cut, the difference is what the next session sends again
+	 * (at most one chunk) */
+	uint64_t frame_bytes, frame_bytes_acked;
 	size_t to_send, to_receive;     /* what is left, as far as known */
 	kheo_apply_stats apply;         /* what receipt made of them */
 	int64_t clock_offset_ms;        /* peer wall clock minus ours */

@@ -416,6 +416,11 @@ static int refresh_certs(kheo_db *db)
 	return err < 0 ? err : kheo__authz_own_role(db);
 }
 
+int kheo__authz_refresh(kheo_db *db)
+{
+	return refresh_certs(db);
+}
+
 int kheo__authz_add_cert(kheo_db *db, const kheo_cert *c,
 	const uint8_t *body, size_t len)
 {

@@ -214,6 +214,12 @@ static const char store_sql[] =
 	" not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
 	" status INTEGER NOT NULL, why TEXT, body BLOB NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX kheo_cert_subject ON kheo_cert(subject);"
+	/* every peer this node synced with: what a hub shows of its devices */
+	"CREATE TABLE kheo_peer(key BLOB PRIMARY KEY, node_role INTEGER,"
+	" cert_role INTEGER, scope TEXT, last_contact INTEGER NOT NULL,"
+	" clock_offset INTEGER, last_ok INTEGER, last_error TEXT,"
+	" sent INTEGER NOT NULL DEFAULT 0, received INTEGER NOT NULL DEFAULT 0)"
+	" WITHOUT ROWID;"
 	/* the last useq accepted per (author, unit); unit '*': any other */
 	"CREATE TABLE kheo_revoked(key BLOB NOT NULL, unit TEXT NOT NULL,"
 	" last_useq INTEGER NOT NULL, PRIMARY KEY(key, unit)) WITHOUT ROWID;"

@@ -241,6 +241,8 @@ int kheo__authz_load(kheo_db *db);
 int kheo__authz_own_role(kheo_db *db);
 /* Trust `root` from now on (province init, enroll accept). */
 int kheo__authz_set_root(kheo_db *db, const uint8_t root[KHEO_KEY_SIZE]);
+/* Decide every certificate's status again (after adding some). */
+int kheo__authz_refresh(kheo_db *db);
 /* Record a decoded certificate as a fact (status decided later). */
 int kheo__authz_add_cert(kheo_db *db, const kheo_cert *c,
 	const uint8_t *body, size_t len);
@@ -279,6 +281,41 @@ int kheo__json_out(kheo_db *db, char **out, struct json_t *j);
 /* On the province, before sealing: move every chain's sys_receipt up to
  * what is applied here.  Elsewhere nothing. */
 int kheo__write_receipts(kheo_db *db);
+
+/* ------------------------------------------------------------- channel.c */
+
+/* The secure channel under a sync session (server key announce, Secret
+ * Handshake, crypto_secretstream each way). */
+typedef struct kheo_channel {
+	int initiator, phase, ready, closed;
+	uint8_t netkey[32];
+	const uint8_t *sk;            /* borrowed from the kheo_db */
+	uint8_t pk[KHEO_KEY_SIZE];
+	int have_expect;
+	uint8_t expect[KHEO_KEY_SIZE];
+	kheo_shs *shs;                /* sodium_malloc'd: holds secrets */
+	kheo_shs_keys keys;
+	kheo_stream_tx tx;
+	kheo_stream_rx rx;
+	uint8_t peer[KHEO_KEY_SIZE];  /* once ready */
+	kheo_buf in, out, plain;
+	char err[300];
+} kheo_channel;
+
+void kheo__channel_init(kheo_channel *ch, int initiator,
+	const uint8_t netkey[32], const uint8_t *sk, const uint8_t *pk,
+	const uint8_t *expect);
+void kheo__channel_free(kheo_channel *ch);
+/* Bytes from the peer; each whole record goes to on_record. */
+int kheo__channel_input(kheo_channel *ch, const uint8_t *p, size_t n,
+	int (*on_record)(void *arg, const uint8_t *p, size_t n), void *arg);
+/* One record to the peer (after the handshake). */
+int kheo__channel_send(kheo_channel *ch, const uint8_t *p, size_t n);
+int kheo__channel_ready(const kheo_channel *ch);
+const uint8_t *kheo__channel_peer(const kheo_channel *ch);
+const kheo_buf *kheo__channel_out(const kheo_channel *ch);
+void kheo__channel_consumed(kheo_channel *ch, size_t n);
+const char *kheo__channel_error(const kheo_channel *ch);
 
 /* --------------------------------------------------------------- edit.c */
 

@@ -1,0 +1,840 @@
+/*
+ * sync.c - a sync session as a state machine over bytes (kheo.h, "Sync
+ * sessions"; docs/protocol.md, "Sync session").
+ *
+ * Below it, channel.c: the secure channel (the server's key, Secret
+ * Handshake, crypto_secretstream each way), giving records.  Each record
+ * is one message of proto/msg.c.  The conversation:
+ *
+ *   client                               server
+ *   HELLO (scope, summary of its heads) ->
+ *                                        checks certificates, revocation,
+ *                                        clock; the session's scope S is
+ *                                        the narrower of the two
+ *                                     <- HELLO (summary over S)
+ *   equal summaries: DONE <-> DONE (one round trip in all)
+ *   else: HEADS <-> HEADS; then each streams, in chain order (`_sys`
+ *   first), the changesets the other lacks, one chunk at a time; the
+ *   receiver applies each chunk in one transaction and ACKs it once
+ *   durable; DONE when nothing is left.
+ *
+ * Nothing is kept between sessions: what a node stores (applied or held)
+ * is what its heads say, so a session cut anywhere resumes at the next one
+ * from what was made durable, re-sending at most the chunk in flight.
+ */
+#include "internal.h"
+#include "alloc.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CHUNK (64u * 1024)
+#define DEFAULT_MAX_CHANGESETS 1000000u
+#define CLOCK_OFF_MAX_MS (10LL * 60 * 1000)
+#define HEADS_PER_MSG 4096u
+
+struct kheo_session {
+	kheo_db *db;
+	kheo_session_options o;
+	uint8_t network_key[32];
+	kheo_session_state state;
+	char err[400];
+	kheo_channel ch;
+
+	/* what we said and what the peer said */
+	int hello_sent, hello_got;
+	char my_scope[KHEO_UNIT_MAX + 1];     /* "": everything */
+	char scope[KHEO_UNIT_MAX + 1];        /* the session's */
+	uint8_t summary[KHEO_ID_SIZE];        /* ours, over `scope` */
+	int node_role_peer, cert_role_peer;
+
+	/* the peer's heads, as they come */
+	kheo_head *peer_heads;
+	size_t npeer, cappeer;
+	int heads_sent, heads_got, in_sync;
+
+	/* what we send: kheo_cs rows, in order */
+	int64_t *queue;
+	size_t nqueue, next;
+	uint64_t chunk;                       /* next chunk number */
+	int awaiting_ack;
+	size_t in_flight;                     /* changesets in that chunk */
+	uint64_t in_flight_bytes;             /* and their frame bytes */
+	int done_sent, done_got;
+
+	kheo_session_stats st;
+	kheo_buf msg;                         /* scratch: one message */
+	int noted;                            /* kheo_peer written */
+};
+
+static int fail(kheo_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void note_peer(kheo_session *s);
+
+static int fail(kheo_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->state != KHEO_SESSION_FAILED) {
+		va_start(ap, fmt);
+		vsnprintf(s->err, sizeof(s->err), fmt, ap);
+		va_end(ap);
+		s->state = KHEO_SESSION_FAILED;
+		note_peer(s);
+	}
+	return KHEO_EPROTO;
+}
+
+static int send_msg(kheo_session *s, const kheo_msg *m)
+{
+	int err;
+
+	kheo_buf_reset(&s->msg);
+	if ((err = kheo_msg_encode(&s->msg, m)) < 0)
+		return fail(s, "out of memory");
+	if ((err = kheo__channel_send(&s->ch, s->msg.p, s->msg.len)) < 0)
+		return fail(s, "%s", kheo__channel_error(&s->ch));
+	return KHEO_OK;
+}
+
+/* Tell the peer why we stop, then stop. */
+static int refuse(kheo_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int refuse(kheo_session *s, const char *fmt, ...)
+{
+	kheo_msg m = { .type = KHEO_MSG_REFUSE };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m.refuse, sizeof(m.refuse), fmt, ap);
+	va_end(ap);
+	send_msg(s, &m);
+	return fail(s, "refused the peer: %s", m.refuse);
+}
+
+/* ----------------------------------------------------------- what we hold */
+
+/* Is `unit` part of a session over `scope` ("" is everything)? */
+static int in_scope(const char *scope, const char *unit)
+{
+	return strcmp(unit, "_sys") == 0 || !scope[0] ||
+	       kheo_unit_within(unit, scope);
+}
+
+/*
+ * Our chain heads in the session's scope: per (author, unit), every stored
+ * changeset (applied or held) at the highest useq (two when a chain
+ * forked), ascending by author, unit, id.  Held ones count: they are
+ * stored, so the peer need not send them again.
+ */
+static int our_heads(kheo_session *s, kheo_head **out, size_t *n)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = sqlite3_prepare_v2(s->db->sql,
+		"SELECT author, unit, useq, id FROM kheo_cs c WHERE useq ="
+		" (SELECT max(useq) FROM kheo_cs d WHERE d.author = c.author"
+		" AND d.unit = c.unit) ORDER BY author, unit, id", -1, &st,
+		NULL);
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(s->db, rc, "heads");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *unit = (const char *)sqlite3_column_text(st, 1);
+		kheo_head *h;
+
+		if (!in_scope(s->scope, unit))
+			continue;
+		if (*n == cap) {
+			size_t ncap = cap ? 2 * cap : 64;
+			kheo_head *nh = kheo__realloc(*out, ncap * sizeof(*nh));
+
+			if (!nh) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			*out = nh;
+			cap = ncap;
+		}
+		h = &(*out)[(*n)++];
+		memcpy(h->author, sqlite3_column_blob(st, 0), KHEO_KEY_SIZE);
+		snprintf(h->unit, sizeof(h->unit), "%s", unit);
+		h->useq = (uint64_t)sqlite3_column_int64(st, 2);
+		memcpy(h->id, sqlite3_column_blob(st, 3), KHEO_ID_SIZE);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		kheo__free(*out);
+		*out = NULL;
+		return rc == SQLITE_NOMEM ? KHEO_ENOMEM
+					  : kheo__sqlerr(s->db, rc, "heads");
+	}
+	return KHEO_OK;
+}
+
+/* BLAKE2b-256 over the heads in scope: equal summaries, equal holdings. */
+static int summarise(kheo_session *s)
+{
+	crypto_generichash_state h;
+	kheo_head *v;
+	size_t n, i;
+	int err;
+
+	if ((err = our_heads(s, &v, &n)) < 0)
+		return err;
+	crypto_generichash_init(&h, NULL, 0, KHEO_ID_SIZE);
+	crypto_generichash_update(&h, (const uint8_t *)"kheo/heads/v1", 13);
+	for (i = 0; i < n; i++) {
+		uint8_t b[10];
+		size_t len = strlen(v[i].unit);
+
+		crypto_generichash_update(&h, v[i].author, KHEO_KEY_SIZE);
+		crypto_generichash_update(&h, b, kheo_varint_encode(b, len));
+		crypto_generichash_update(&h, (const uint8_t *)v[i].unit, len);
+		crypto_generichash_update(&h, b,
+			kheo_varint_encode(b, v[i].useq));
+		crypto_generichash_update(&h, v[i].id, KHEO_ID_SIZE);
+	}
+	crypto_generichash_final(&h, s->summary, KHEO_ID_SIZE);
+	kheo__free(v);
+	return KHEO_OK;
+}
+
+/* ------------------------------------------------------------- messages */
+
+/* Our certificate chain, as HELLO carries it. */
+static int send_hello(kheo_session *s)
+{
+	kheo_msg m = { .type = KHEO_MSG_HELLO };
+	const uint8_t *certs[KHEO_SYNC_CERTS_MAX];
+	size_t lens[KHEO_SYNC_CERTS_MAX], n = 0;
+	kheo_buf chain = { 0 };
+	sqlite3_stmt *st;
+	uint8_t subject[KHEO_KEY_SIZE], epoch[8] = { 0 };
+	char hex[17] = "";
+	size_t offs[KHEO_SYNC_CERTS_MAX];
+	int err, step;
+
+	/* own chain up to the root, best certificate first */
+	memcpy(subject, s->db->pk, KHEO_KEY_SIZE);
+	for (step = 0; step < (int)KHEO_SYNC_CERTS_MAX; step++) {
+		int found = 0, self = 0;
+
+		if (sqlite3_prepare_v2(s->db->sql, "SELECT body, issuer FROM"
+			    " kheo_cert WHERE subject = ?1 AND status = 1"
+			    " ORDER BY role DESC, not_after DESC LIMIT 1", -1,
+			    &st, NULL) != SQLITE_OK)
+			return fail(s, "certificates: %s",
+				sqlite3_errmsg(s->db->sql));
+		sqlite3_bind_blob(st, 1, subject, KHEO_KEY_SIZE, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			found = 1;
+			offs[n] = chain.len;
+			lens[n] = (size_t)sqlite3_column_bytes(st, 0);
+			kheo_buf_put(&chain, sqlite3_column_blob(st, 0), lens[n]);
+			n++;
+			self = memcmp(sqlite3_column_blob(st, 1), subject,
+				       KHEO_KEY_SIZE) == 0;
+			memcpy(subject, sqlite3_column_blob(st, 1),
+				KHEO_KEY_SIZE);
+		}
+		sqlite3_finalize(st);
+		if (!found || self)
+			break;
+	}
+	for (step = 0; step < (int)n; step++)
+		certs[step] = chain.p + offs[step];
+	if (kheo__meta_get_text(s->db, "epoch", hex, sizeof(hex)) == KHEO_OK)
+		kheo_unhex(epoch, 8, hex, strlen(hex));
+	kheo__clear(s->db);
+	m.hello.node_role = s->db->role;
+	m.hello.cert_role = s->db->cert_role;
+	snprintf(m.hello.scope, sizeof(m.hello.scope), "%s", s->my_scope);
+	memcpy(m.hello.epoch, epoch, 8);
+	m.hello.wall_ms = (uint64_t)kheo__now_ms(s->db);
+	memcpy(m.hello.summary, s->summary, KHEO_ID_SIZE);
+	m.hello.certs = certs;
+	m.hello.cert_lens = lens;
+	m.hello.ncerts = n;
+	err = chain.oom ? fail(s, "out of memory") : send_msg(s, &m);
+	kheo_buf_free(&chain);
+	s->hello_sent = 1;
+	return err;
+}
+
+static int send_heads(kheo_session *s)
+{
+	kheo_head *v;
+	size_t n, i;
+	int err = KHEO_OK;
+
+	if ((err = our_heads(s, &v, &n)) < 0)
+		return fail(s, "%s", kheo_errmsg(s->db));
+	i = 0;
+	do {
+		kheo_msg m = { .type = KHEO_MSG_HEADS };
+
+		m.heads.v = v + i;
+		m.heads.n = n - i < HEADS_PER_MSG ? n - i : HEADS_PER_MSG;
+		m.heads.last = i + m.heads.n == n;
+		err = send_msg(s, &m);
+		i += m.heads.n;
+	} while (err == KHEO_OK && i < n);
+	kheo__free(v);
+	s->heads_sent = 1;
+	return err;
+}
+
+/*
+ * What the peer lacks, from its heads: for each of our stored changesets
+ * in scope, in chain order (`_sys` first), those beyond the peer's head of
+ * that chain when we hold that head; all of the chain when we do not (the
+ * peer's branch differs, or it has none).
+ */
+static int plan_sending(kheo_session *s)
+{
+	sqlite3_stmt *st, *have;
+	size_t cap = 0;
+	int rc, err = KHEO_OK;
+
+	rc = sqlite3_prepare_v2(s->db->sql, "SELECT n, author, unit, useq"
+		" FROM kheo_cs ORDER BY unit != '_sys', author, unit, useq, id",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return fail(s, "plan: %s", sqlite3_errmsg(s->db->sql));
+	rc = sqlite3_prepare_v2(s->db->sql, "SELECT 1 FROM kheo_cs WHERE"
+		" id = ?1", -1, &have, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return fail(s, "plan: %s", sqlite3_errmsg(s->db->sql));
+	}
+	while (err == KHEO_OK && sqlite3_step(st) == SQLITE_ROW) {
+		const uint8_t *author = sqlite3_column_blob(st, 1);
+		const char *unit = (const char *)sqlite3_column_text(st, 2);
+		uint64_t useq = (uint64_t)sqlite3_column_int64(st, 3);
+		uint64_t from = 0; /* the peer holds this chain up to `from` */
+		size_t i;
+
+		if (!in_scope(s->scope, unit))
+			continue;
+		for (i = 0; i < s->npeer; i++) {
+			const kheo_head *h = &s->peer_heads[i];
+
+			if (memcmp(h->author, author, KHEO_KEY_SIZE) != 0 ||
+			    strcmp(h->unit, unit) != 0 || h->useq <= from)
+				continue;
+			sqlite3_reset(have);
+			sqlite3_bind_blob(have, 1, h->id, KHEO_ID_SIZE,
+				SQLITE_STATIC);
+			if (sqlite3_step(have) == SQLITE_ROW)
+				from = h->useq;
+		}
+		if (useq <= from)
+			continue;
+		if (s->nqueue == cap) {
+			int64_t *nq = kheo__realloc(s->queue,
+				(cap = cap ? 2 * cap : 256) * sizeof(*nq));
+
+			if (!nq) {
+				err = fail(s, "out of memory");
+				break;
+			}
+			s->queue = nq;
+		}
+		s->queue[s->nqueue++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(have);
+	sqlite3_finalize(st);
+	s->st.to_send = s->nqueue;
+	return err;
+}
+
+/* The next chunk of frames, or DONE when nothing is left. */
+static int send_next(kheo_session *s)
+{
+	kheo_msg m = { .type = KHEO_MSG_FRAMES };
+	kheo_buf frames = { 0 };
+	size_t offs[1024], lens[1024], k = 0, bytes = 0, i;
+	const uint8_t *ptrs[1024];
+	sqlite3_stmt *st;
+	int err;
+
+	if (s->awaiting_ack || s->done_sent)
+		return KHEO_OK;
+	if (s->next == s->nqueue) {
+		kheo_msg d = { .type = KHEO_MSG_DONE };
+
+		s->done_sent = 1;
+		return send_msg(s, &d);
+	}
+	if (sqlite3_prepare_v2(s->db->sql, "SELECT frame FROM kheo_cs WHERE"
+		    " n = ?1", -1, &st, NULL) != SQLITE_OK)
+		return fail(s, "send: %s", sqlite3_errmsg(s->db->sql));
+	while (s->next < s->nqueue && k < 1024 &&
+	       (k == 0 || bytes < s->o.chunk_bytes)) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, s->queue[s->next++]);
+		if (sqlite3_step(st) != SQLITE_ROW)
+			continue; /* gone since (taken back by a revocation) */
+		offs[k] = frames.len;
+		lens[k] = (size_t)sqlite3_column_bytes(st, 0);
+		kheo_buf_put(&frames, sqlite3_column_blob(st, 0), lens[k]);
+		bytes += lens[k++];
+	}
+	sqlite3_finalize(st);
+	if (frames.oom) {
+		kheo_buf_free(&frames);
+		return fail(s, "out of memory");
+	}
+	for (i = 0; i < k; i++)
+		ptrs[i] = frames.p + offs[i];
+	m.frames.chunk = s->chunk++;
+	m.frames.p = ptrs;
+	m.frames.lens = lens;
+	m.frames.n = k;
+	err = send_msg(s, &m);
+	kheo_buf_free(&frames);
+	s->awaiting_ack = 1;
+	s->in_flight = k;
+	s->in_flight_bytes = bytes;
+	s->st.frame_bytes += bytes;
+	return err;
+}
+
+/* The narrower of two scopes when one holds the other; -1 if disjoint. */
+static int session_scope(char out[KHEO_UNIT_MAX + 1], const char *a,
+	const char *b)
+{
+	if (!a[0] || (b[0] && kheo_unit_within(b, a)))
+		snprintf(out, KHEO_UNIT_MAX + 1, "%s", b);
+	else if (!b[0] || kheo_unit_within(a, b))
+		snprintf(out, KHEO_UNIT_MAX + 1, "%s", a);
+	else
+		return -1;
+	return 0;
+}
+
+/* The peer's certificates, offered as facts; then is it one we accept? */
+static int check_peer(kheo_session *s, const kheo_msg *m)
+{
+	const uint8_t *peer = kheo__channel_peer(&s->ch);
+	char ph[17];
+	int64_t now = kheo__now_ms(s->db), off;
+	size_t i;
+	sqlite3_stmt *st;
+	int ok = 0, revoked = 0, err;
+
+	kheo_hex(ph, peer, 8);
+	if ((err = kheo__begin(s->db)) < 0)
+		return fail(s, "%s", kheo_errmsg(s->db));
+	for (i = 0; i < m->hello.ncerts; i++) {
+		kheo_cert c;
+
+		if (kheo_cert_decode(&c, m->hello.certs[i],
+			    m->hello.cert_lens[i], NULL) == KHEO_OK &&
+		    (err = kheo__authz_add_cert(s->db, &c, m->hello.certs[i],
+			     m->hello.cert_lens[i])) < 0)
+			break;
+	}
+	if ((err = kheo__authz_refresh(s->db)) < 0 ||
+	    (err = kheo__commit_tx(s->db)) < 0) {
+		kheo__rollback(s->db);
+		return fail(s, "%s", kheo_errmsg(s->db));
+	}
+	if (memcmp(peer, s->db->root, KHEO_KEY_SIZE) == 0)
+		ok = 1;
+	if (sqlite3_prepare_v2(s->db->sql, "SELECT (SELECT count(*) FROM"
+		    " kheo_cert WHERE subject = ?1 AND status = 1), (SELECT"
+		    " count(*) FROM kheo_revoked WHERE key = ?1)", -1, &st,
+		    NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(st, 1, peer, KHEO_KEY_SIZE, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			ok |= sqlite3_column_int(st, 0) > 0;
+			revoked = sqlite3_column_int(st, 1) > 0;
+		}
+		sqlite3_finalize(st);
+	}
+	if (revoked)
+		return refuse(s, "%s… is revoked", ph);
+	if (!ok)
+		return refuse(s, "%s… is not enrolled under this province's "
+			"root (no certificate of it holds)", ph);
+	off = (int64_t)m->hello.wall_ms - now;
+	s->st.clock_offset_ms = off;
+	if (!s->o.initiator && (off > CLOCK_OFF_MAX_MS ||
+				       off < -CLOCK_OFF_MAX_MS))
+		return refuse(s, "your clock is %lld minutes %s this hub's: "
+			"fix the device's date and time, then sync again",
+			(long long)((off < 0 ? -off : off) / 60000),
+			off < 0 ? "behind" : "ahead of");
+	if (session_scope(s->scope, s->my_scope, m->hello.scope) < 0)
+		return refuse(s, "no units in common (%s and %s)",
+			s->my_scope, m->hello.scope);
+	snprintf(s->st.scope, sizeof(s->st.scope), "%s", s->scope);
+	s->node_role_peer = m->hello.node_role;
+	s->cert_role_peer = m->hello.cert_role;
+	return KHEO_OK;
+}
+
+static int on_hello(kheo_session *s, const kheo_msg *m)
+{
+	int err;
+
+	if (s->hello_got)
+		return refuse(s, "a second HELLO");
+	s->hello_got = 1;
+	if ((err = check_peer(s, m)) < 0)
+		return err;
+	if ((err = summarise(s)) < 0)
+		return fail(s, "%s", kheo_errmsg(s->db));
+	if (!s->o.initiator) {
+		/* the client summarised its own scope: comparable when that
+		 * is the session's */
+		s->in_sync = strcmp(s->scope, m->hello.scope) == 0 &&
+			     memcmp(s->summary, m->hello.summary,
+				     KHEO_ID_SIZE) == 0;
+		if ((err = send_hello(s)) < 0)
+			return err;
+	} else {
+		/* the server summarised the session's scope; it compared
+		 * ours only when the session's scope is ours */
+		s->in_sync = strcmp(s->scope, s->my_scope) == 0 &&
+			     memcmp(s->summary, m->hello.summary,
+				     KHEO_ID_SIZE) == 0;
+	}
+	s->state = KHEO_SESSION_SYNCING;
+	if (s->in_sync) {
+		s->heads_got = 1;
+		return send_next(s); /* nothing queued: DONE */
+	}
+	return send_heads(s);
+}
+
+static int on_heads(kheo_session *s, const kheo_msg *m)
+{
+	size_t i;
+
+	if (!s->hello_got || s->heads_got || s->in_sync)
+		return refuse(s, "HEADS out of turn");
+	if (s->npeer + m->heads.n > 16u * KHEO_SYNC_HEADS_MAX)
+		return refuse(s, "too many heads");
+	if (s->npeer + m->heads.n > s->cappeer) {
+		size_t cap = s->cappeer ? 2 * s->cappeer : 256;
+		kheo_head *v;
+
+		while (cap < s->npeer + m->heads.n)
+			cap *= 2;
+		if (!(v = kheo__realloc(s->peer_heads, cap * sizeof(*v))))
+			return fail(s, "out of memory");
+		s->peer_heads = v;
+		s->cappeer = cap;
+	}
+	for (i = 0; i < m->heads.n; i++)
+		s->peer_heads[s->npeer++] = m->heads.v[i];
+	if (!m->heads.last)
+		return KHEO_OK;
+	s->heads_got = 1;
+	if (!s->heads_sent) {
+		int err = send_heads(s);
+
+		if (err < 0)
+			return err;
+	}
+	if (plan_sending(s) < 0)
+		return KHEO_EPROTO;
+	return send_next(s);
+}
+
+static int on_frames(kheo_session *s, const kheo_msg *m)
+{
+	kheo_msg ack = { .type = KHEO_MSG_ACK };
+	kheo_apply_stats st = { 0 };
+	int err;
+
+	if (!s->hello_got || s->done_got)
+		return refuse(s, "FRAMES out of turn");
+	if (s->st.received + m->frames.n > s->o.max_changesets)
+		return refuse(s, "more than %llu changesets in one session",
+			(unsigned long long)s->o.max_changesets);
+	/* one transaction, durable when kheo_apply returns */
+	if ((err = kheo__apply_frames(s->db, m->frames.p, m->frames.lens,
+		     m->frames.n, &st)) < 0)
+		return fail(s, "apply: %s", kheo_errmsg(s->db));
+	s->st.received += m->frames.n;
+	s->st.apply.applied += st.applied;
+	s->st.apply.held += st.held;
+	s->st.apply.rejected += st.rejected;
+	s->st.apply.duplicate += st.duplicate;
+	s->st.apply.released += st.released;
+	s->st.apply.ops += st.ops;
+	ack.ack.chunk = m->frames.chunk;
+	ack.ack.applied = st.applied + st.duplicate;
+	ack.ack.held = st.held;
+	ack.ack.rejected = st.rejected;
+	return send_msg(s, &ack);
+}
+
+static int on_ack(kheo_session *s, const kheo_msg *m)
+{
+	if (!s->awaiting_ack || m->ack.chunk + 1 != s->chunk)
+		return refuse(s, "ACK of chunk %llu unexpected",
+			(unsigned long long)m->ack.chunk);
+	s->awaiting_ack = 0;
+	s->st.sent += s->in_flight;
+	s->st.frame_bytes_acked += s->in_flight_bytes;
+	s->st.to_send = s->nqueue - s->next;
+	s->in_flight = 0;
+	return send_next(s);
+}
+
+/*
+ * What this node remembers of a peer (kheo_peer): when it last spoke, its
+ * clock offset, how the session ended.  A hub shows this per device.
+ */
+static void note_peer(kheo_session *s)
+{
+	sqlite3_stmt *st;
+	int64_t now = kheo__now_ms(s->db);
+
+	if (!kheo__channel_ready(&s->ch) || s->noted)
+		return;
+	if (sqlite3_prepare_v2(s->db->sql, "INSERT INTO kheo_peer(key,"
+		    " node_role, cert_role, scope, last_contact, clock_offset,"
+		    " last_ok, last_error, sent, received) VALUES(?1, ?2, ?3,"
+		    " ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(key) DO UPDATE"
+		    " SET node_role = coalesce(excluded.node_role, node_role),"
+		    " cert_role = coalesce(excluded.cert_role, cert_role),"
+		    " scope = coalesce(excluded.scope, scope), last_contact ="
+		    " excluded.last_contact, clock_offset ="
+		    " coalesce(excluded.clock_offset, clock_offset), last_ok ="
+		    " coalesce(excluded.last_ok, last_ok), last_error ="
+		    " excluded.last_error, sent = sent + excluded.sent,"
+		    " received = received + excluded.received", -1, &st,
+		    NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_blob(st, 1, kheo__channel_peer(&s->ch), KHEO_KEY_SIZE,
+		SQLITE_STATIC);
+	if (s->hello_got) {
+		sqlite3_bind_int(st, 2, s->node_role_peer);
+		sqlite3_bind_int(st, 3, s->cert_role_peer);
+		sqlite3_bind_text(st, 4, s->scope, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, s->st.clock_offset_ms);
+	}
+	sqlite3_bind_int64(st, 5, now);
+	if (s->state == KHEO_SESSION_DONE)
+		sqlite3_bind_int64(st, 7, now);
+	else
+		sqlite3_bind_text(st, 8, s->err, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (int64_t)s->st.sent);
+	sqlite3_bind_int64(st, 10, (int64_t)s->st.received);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		s->noted = 1;
+	sqlite3_finalize(st);
+}
+
+static void maybe_done(kheo_session *s)
+{
+	if (s->state == KHEO_SESSION_SYNCING && s->done_sent && s->done_got &&
+	    !s->awaiting_ack) {
+		s->state = KHEO_SESSION_DONE;
+		note_peer(s);
+	}
+}
+
+/* One record from the channel: one message. */
+static int on_record(void *arg, const uint8_t *p, size_t n)
+{
+	kheo_session *s = arg;
+	kheo_refusal why = { 0 };
+	kheo_msg m;
+	int err;
+
+	if (s->state == KHEO_SESSION_FAILED || s->state == KHEO_SESSION_DONE)
+		return KHEO_OK;
+	if ((err = kheo_msg_decode(&m, p, n, &why)) < 0)
+		return refuse(s, "bad message: %s", why.msg);
+	if (!s->hello_got && m.type != KHEO_MSG_HELLO &&
+	    m.type != KHEO_MSG_REFUSE) {
+		int type = m.type;
+
+		kheo_msg_free(&m);
+		return refuse(s, "message %d before HELLO", type);
+	}
+	switch (m.type) {
+	case KHEO_MSG_HELLO:
+		err = on_hello(s, &m);
+		break;
+	case KHEO_MSG_HEADS:
+		err = on_heads(s, &m);
+		break;
+	case KHEO_MSG_FRAMES:
+		err = on_frames(s, &m);
+		break;
+	case KHEO_MSG_ACK:
+		err = on_ack(s, &m);
+		break;
+	case KHEO_MSG_DONE:
+		if (!s->hello_got || (!s->heads_got && !s->in_sync))
+			err = refuse(s, "DONE out of turn");
+		else
+			s->done_got = 1;
+		break;
+	case KHEO_MSG_REFUSE:
+		err = fail(s, "the peer refused: %s", m.refuse);
+		break;
+	}
+	kheo_msg_free(&m);
+	maybe_done(s);
+	return err;
+}
+
+/* ------------------------------------------------------------------ API */
+
+KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
+	const kheo_session_options *o)
+{
+	kheo_session *s;
+	uint8_t expect[KHEO_KEY_SIZE];
+	const uint8_t *want = NULL;
+	sqlite3_stmt *st;
+	int err;
+
+	kheo__clear(db);
+	*out = NULL;
+	if (!o || o->version != KHEO_SESSION_OPTIONS_VERSION)
+		return kheo__error(db, KHEO_EINVAL, "session options version "
+			"unknown");
+	if (!db->enforcing)
+		return kheo__error(db, KHEO_EAUTH, "this node is in open mode "
+			"(not enrolled): it cannot sync; enrol it first");
+	if (!db->sk)
+		return kheo__error(db, KHEO_EAUTH, "%s", db->sign_refusal);
+	if (o->expect_peer &&
+	    (strlen(o->expect_peer) != 2 * KHEO_KEY_SIZE ||
+		    kheo_unhex(expect, KHEO_KEY_SIZE, o->expect_peer,
+			    strlen(o->expect_peer)) < 0))
+		return kheo__error(db, KHEO_EINVAL, "expected peer key must be "
+			"64 hex digits");
+	if (o->expect_peer)
+		want = expect;
+	/* edits are sealed when the node syncs */
+	if ((err = kheo_commit(db, NULL)) < 0)
+		return err;
+	if (!(s = kheo__calloc(1, sizeof(*s))))
+		return kheo__error(db, KHEO_ENOMEM, "out of memory");
+	s->db = db;
+	s->o = *o;
+	s->o.expect_peer = NULL;
+	if (!s->o.chunk_bytes)
+		s->o.chunk_bytes = DEFAULT_CHUNK;
+	if (!s->o.max_changesets)
+		s->o.max_changesets = DEFAULT_MAX_CHANGESETS;
+	if (o->network_key) {
+		memcpy(s->network_key, o->network_key, 32);
+	} else {
+		crypto_generichash_state h;
+
+		crypto_generichash_init(&h, NULL, 0, 32);
+		crypto_generichash_update(&h,
+			(const uint8_t *)"kheo/network/v1", 15);
+		crypto_generichash_update(&h, db->root, KHEO_KEY_SIZE);
+		crypto_generichash_final(&h, s->network_key, 32);
+	}
+	/* our scope: the best certificate's; the root's is everything */
+	if (memcmp(db->pk, db->root, KHEO_KEY_SIZE) != 0 &&
+	    sqlite3_prepare_v2(db->sql, "SELECT scope FROM kheo_cert WHERE"
+		    " subject = ?1 AND status = 1 ORDER BY role DESC LIMIT 1",
+		    -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(st, 1, db->pk, KHEO_KEY_SIZE, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			snprintf(s->my_scope, sizeof(s->my_scope), "%s",
+				(const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		if (!s->my_scope[0]) {
+			kheo__free(s);
+			return kheo__error(db, KHEO_EAUTH, "no certificate of "
+				"this node holds: it cannot sync (renew or "
+				"enrol it)");
+		}
+	}
+	snprintf(s->scope, sizeof(s->scope), "%s", s->my_scope);
+	/* the client's HELLO summarises its own scope */
+	if ((err = summarise(s)) < 0) {
+		kheo__free(s);
+		return err;
+	}
+	s->state = KHEO_SESSION_HANDSHAKE;
+	kheo__channel_init(&s->ch, o->initiator, s->network_key, db->sk,
+		db->pk, want);
+	*out = s;
+	return KHEO_OK;
+}
+
+KHEO_EXTERN void kheo_session_free(kheo_session *s)
+{
+	if (!s)
+		return;
+	kheo__channel_free(&s->ch);
+	kheo__free(s->peer_heads);
+	kheo__free(s->queue);
+	kheo_buf_free(&s->msg);
+	kheo__free(s);
+}
+
+KHEO_EXTERN int kheo_session_input(kheo_session *s, const uint8_t *p,
+	size_t n)
+{
+	int was_ready = kheo__channel_ready(&s->ch), err;
+
+	if (s->state == KHEO_SESSION_FAILED)
+		return KHEO_EPROTO;
+	s->st.bytes_in += n;
+	err = kheo__channel_input(&s->ch, p, n, on_record, s);
+	if (err < 0)
+		return fail(s, "%s", s->err[0] ? s->err
+					       : kheo__channel_error(&s->ch));
+	if (!was_ready && kheo__channel_ready(&s->ch)) {
+		kheo_hex(s->st.peer, kheo__channel_peer(&s->ch), KHEO_KEY_SIZE);
+		if (s->o.initiator && !s->hello_sent &&
+		    (err = send_hello(s)) < 0)
+			return err;
+	}
+	return s->state == KHEO_SESSION_FAILED ? KHEO_EPROTO : KHEO_OK;
+}
+
+KHEO_EXTERN void kheo_session_output(kheo_session *s, const uint8_t **p,
+	size_t *n)
+{
+	const kheo_buf *b = kheo__channel_out(&s->ch);
+
+	*p = b->p;
+	*n = b->len;
+}
+
+KHEO_EXTERN void kheo_session_sent(kheo_session *s, size_t n)
+{
+	s->st.bytes_out += n;
+	kheo__channel_consumed(&s->ch, n);
+}
+
+KHEO_EXTERN kheo_session_state kheo_session_status(const kheo_session *s,
+	kheo_session_stats *st)
+{
+	if (st) {
+		*st = s->st;
+		st->to_receive = 0; /* the peer does not say; see DONE */
+	}
+	return s->state;
+}
+
+KHEO_EXTERN const char *kheo_session_error(const kheo_session *s)
+{
+	return s->state == KHEO_SESSION_FAILED ? s->err : "";
+}

@@ -1,0 +1,341 @@
+/*
+ * test_sync.c - sync sessions, two real nodes in one process: the bytes
+ * each session writes are carried to the other by the test, as a socket
+ * would, so the test can count them, cut them, or alter them.
+ *
+ * What is not here: sockets and daemons (tests/integration/daemon.sh), the
+ * handshake's published vectors (test_handshake.c).
+ */
+#include "nodes.h"
+#include "proto.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROVINCE "dak-nong"
+#define DISTRICT "dak-nong/cu-jut"
+#define COMMUNE "dak-nong/cu-jut/ea-po"
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_cleanup();
+	return 0;
+}
+
+static void key_of(test_node *n, const char *what, char out[65])
+{
+	char *text;
+	json_t *o;
+
+	if (kheo_id_json(n->db, &text) < 0)
+		fail_msg("id: %s", kheo_errmsg(n->db));
+	o = json_loads(text, 0, NULL);
+	snprintf(out, 65, "%s", json_string_value(json_object_get(o, what)));
+	json_decref(o);
+	kheo_free(text);
+}
+
+static void enroll(test_node *issuer, test_node *n, const char *role,
+	const char *unit)
+{
+	char *req, *cert, root[65];
+
+	key_of(issuer, "root", root);
+	if (kheo_enroll_request(n->db, &req) < 0 ||
+	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
+	    kheo_enroll_accept(n->db, cert, root) < 0)
+		fail_msg("enrol: %s / %s", kheo_errmsg(n->db),
+			kheo_errmsg(issuer->db));
+	kheo_free(req);
+	kheo_free(cert);
+}
+
+/* A province, a hub of DISTRICT and a collector device of COMMUNE, the
+ * hub's and the device's certificates known to the province. */
+static void tiers(test_node *p, test_node *h, test_node *d)
+{
+	node_make(p, "p", PROVINCE, KHEO_NODE_PROVINCE);
+	node_make(h, "h", DISTRICT, KHEO_NODE_HUB);
+	enroll(p, h, "hub", DISTRICT);
+	node_make(d, "d", COMMUNE, KHEO_NODE_DEVICE);
+	enroll(h, d, "collector", COMMUNE);
+}
+
+typedef struct link {
+	uint64_t bytes;        /* that crossed, both ways */
+	int flights;           /* times the turn passed from one side */
+	size_t cut_after;      /* 0: never; else drop the link after this
+	                        * many bytes have crossed */
+} link;
+
+/*
+ * Run a session between client c and server s until both are done, one
+ * fails, or the link is cut.  Returns the client's final state.
+ */
+static kheo_session_state run(test_node *c, test_node *s, link *l,
+	kheo_session_stats *cst, kheo_session_stats *sst, char *err,
+	size_t errlen)
+{
+	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session *a, *b;
+	kheo_session_state sa, sb;
+	int rounds, last = -1;
+
+	co.initiator = 1;
+	co.chunk_bytes = 4096;
+	so.chunk_bytes = 4096;
+	if (kheo_session_new(&a, c->db, &co) < 0)
+		fail_msg("client session: %s", kheo_errmsg(c->db));
+	if (kheo_session_new(&b, s->db, &so) < 0)
+		fail_msg("server session: %s", kheo_errmsg(s->db));
+	for (rounds = 0; rounds < 100000; rounds++) {
+		const uint8_t *p;
+		size_t n;
+		int moved = 0, side;
+
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? b : a, *to = side ? a : b;
+
+			kheo_session_output(from, &p, &n);
+			if (!n)
+				continue;
+			if (l->cut_after && l->bytes + n > l->cut_after)
+				n = (size_t)(l->cut_after - l->bytes);
+			if (n) {
+				uint8_t *copy = malloc(n);
+
+				memcpy(copy, p, n);
+				kheo_session_sent(from, n);
+				l->bytes += n;
+				kheo_session_input(to, copy, n);
+				free(copy);
+				moved = 1;
+				if (last != side)
+					l->flights++;
+				last = side;
+			}
+			if (l->cut_after && l->bytes >= l->cut_after)
+				goto out;
+		}
+		sa = kheo_session_status(a, NULL);
+		sb = kheo_session_status(b, NULL);
+		if ((sa >= KHEO_SESSION_DONE && sb >= KHEO_SESSION_DONE) ||
+		    sa == KHEO_SESSION_FAILED || sb == KHEO_SESSION_FAILED)
+			if (!moved)
+				break;
+		if (!moved)
+			break;
+	}
+out:
+	sa = kheo_session_status(a, cst);
+	kheo_session_status(b, sst);
+	if (err)
+		snprintf(err, errlen, "%s%s", kheo_session_error(a),
+			kheo_session_error(b));
+	kheo_session_free(a);
+	kheo_session_free(b);
+	return sa;
+}
+
+static void model(test_node *n, char id[KHEO_RECORD_HEX + 1], int k)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "name=Mô hình %d", k);
+	node_put(n, id, "model", name, "unit=" COMMUNE, "beneficiaries=3");
+}
+
+static void device_hub_province_agree(void **state)
+{
+	test_node p, h, d;
+	kheo_session_stats cs, ss;
+	link l = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800];
+	int i;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	for (i = 0; i < 20; i++)
+		model(&d, id, i);
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	assert_true(cs.sent > 0);
+	assert_int_equal(ss.apply.rejected, 0);
+	assert_string_equal(node_digest(&d, COMMUNE), node_digest(&h, COMMUNE));
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&h, &p, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	assert_string_equal(node_digest(&h, DISTRICT), node_digest(&p, DISTRICT));
+	/* a receipt comes back down: the province sealed before it sent */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&h, &p, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* Nothing new: one round trip after the handshake, at most 2 KiB. */
+static void in_sync_session_is_one_round_trip_under_2k(void **state)
+{
+	test_node p, h, d;
+	kheo_session_stats cs, ss;
+	link l = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800];
+
+	(void)state;
+	tiers(&p, &h, &d);
+	model(&d, id, 1);
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	print_message("# in-sync session: %llu bytes, %d flights\n",
+		(unsigned long long)l.bytes, l.flights);
+	assert_true(l.bytes <= 2048);
+	/* announce, msg1..4 (5 flights), then HELLO, HELLO+DONE, DONE */
+	assert_true(l.flights <= 8);
+	assert_int_equal(cs.sent + ss.sent, 0);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* Cut anywhere, the next session completes; nothing lost or doubled. */
+static void cut_session_resumes(void **state)
+{
+	test_node p, h, d;
+	kheo_session_stats cs, ss;
+	link full = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800], want[65];
+	int i, trial;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	for (i = 0; i < 60; i++) {
+		model(&d, id, i);
+		if (i % 3 == 0)
+			assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
+	}
+	assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
+	snprintf(want, sizeof(want), "%s", node_digest(&d, COMMUNE));
+	for (trial = 0; trial < 12; trial++) {
+		link l = { 0 };
+
+		l.cut_after = 300 + (size_t)trial * 977;
+		run(&d, &h, &l, &cs, &ss, err, sizeof(err));
+		/* what the cut wastes is at most the chunk in flight (its
+		 * last frame may run over the chunk size) */
+		assert_true(cs.frame_bytes - cs.frame_bytes_acked <= 4096 + 2048);
+	}
+	assert_int_equal(run(&d, &h, &full, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	assert_string_equal(node_digest(&h, COMMUNE), want);
+	assert_int_equal(kheo_verify(h.db), KHEO_OK);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* Another deployment cannot finish the handshake. */
+static void other_network_is_refused(void **state)
+{
+	test_node p, h, d, p2, d2;
+	kheo_session_stats cs, ss;
+	link l = { 0 };
+	char err[800];
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_make(&p2, "p2", PROVINCE, KHEO_NODE_PROVINCE);
+	node_make(&d2, "d2", COMMUNE, KHEO_NODE_DEVICE);
+	enroll(&p2, &d2, "collector", COMMUNE);
+	assert_int_equal(run(&d2, &h, &l, &cs, &ss, err, sizeof(err)) ==
+			 KHEO_SESSION_DONE, 0);
+	assert_non_null(strstr(err, "bad-hello"));
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&p2);
+	node_close(&d2);
+}
+
+/* A device whose clock is more than 10 minutes off is told to fix it
+ * before anything moves; the hub remembers the offset it measured. */
+static void device_with_a_wrong_clock_is_told_to_fix_it(void **state)
+{
+	test_node p, h, d;
+	kheo_session_stats cs, ss;
+	link l = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800];
+
+	(void)state;
+	tiers(&p, &h, &d);
+	model(&d, id, 1);
+	d.now += 20 * 60 * 1000;
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_FAILED);
+	assert_non_null(strstr(err, "clock is 20 minutes ahead"));
+	assert_int_equal(ss.received, 0);
+	d.now -= 20 * 60 * 1000;
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* A revoked device, and one never enrolled, are refused. */
+static void revoked_and_unenrolled_devices_are_refused(void **state)
+{
+	test_node p, h, d, o;
+	kheo_session_stats cs, ss;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session *x;
+	link l = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800], key[65];
+
+	(void)state;
+	tiers(&p, &h, &d);
+	model(&d, id, 1);
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	key_of(&d, "key", key);
+	assert_int_equal(kheo_revoke(h.db, key, "mất máy"), KHEO_OK);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_FAILED);
+	assert_non_null(strstr(err, "is revoked"));
+	/* a node in open mode cannot even start */
+	node_make(&o, "o", COMMUNE, KHEO_NODE_DEVICE);
+	so.initiator = 1;
+	assert_int_equal(kheo_session_new(&x, o.db, &so), KHEO_EAUTH);
+	assert_non_null(strstr(kheo_errmsg(o.db), "open mode"));
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(device_hub_province_agree, teardown),
+		cmocka_unit_test_teardown(
+			in_sync_session_is_one_round_trip_under_2k, teardown),
+		cmocka_unit_test_teardown(cut_session_resumes, teardown),
+		cmocka_unit_test_teardown(other_network_is_refused, teardown),
+		cmocka_unit_test_teardown(
+			device_with_a_wrong_clock_is_told_to_fix_it, teardown),
+		cmocka_unit_test_teardown(
+			revoked_and_unenrolled_devices_are_refused, teardown),
+	};
+
+	return cmocka_run_group_tests_name("sync", tests, NULL, NULL);
+}
