@@ -416,6 +416,11 @@ static int refresh_certs(kheo_db *db)
 	return err < 0 ? err : kheo__authz_own_role(db);
 }
 
+int kheo__authz_covers(kheo_db *db, const char *scope, const char *unit)
+{
+	return covers(db, scope, unit, 0);
+}
+
 int kheo__authz_refresh(kheo_db *db)
 {
 	return refresh_certs(db);

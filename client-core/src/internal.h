@@ -241,6 +241,8 @@ int kheo__authz_load(kheo_db *db);
 int kheo__authz_own_role(kheo_db *db);
 /* Trust `root` from now on (province init, enroll accept). */
 int kheo__authz_set_root(kheo_db *db, const uint8_t root[KHEO_KEY_SIZE]);
+/* Does `scope` cover `unit`, directly or through unit successors? */
+int kheo__authz_covers(kheo_db *db, const char *scope, const char *unit);
 /* Decide every certificate's status again (after adding some). */
 int kheo__authz_refresh(kheo_db *db);
 /* Record a decoded certificate as a fact (status decided later). */

@@ -118,11 +118,14 @@ static int refuse(kheo_session *s, const char *fmt, ...)
 
 /* ----------------------------------------------------------- what we hold */
 
-/* Is `unit` part of a session over `scope` ("" is everything)? */
-static int in_scope(const char *scope, const char *unit)
+/* Is `unit` part of a session over `scope` ("" is everything)?  Scopes
+ * follow unit successors, as certificates do: a merged commune's records
+ * go to the successor's officers. */
+static int in_scope(kheo_session *s, const char *unit)
 {
-	return strcmp(unit, "_sys") == 0 || !scope[0] ||
-	       kheo_unit_within(unit, scope);
+	return strcmp(unit, "_sys") == 0 || !s->scope[0] ||
+	       kheo_unit_within(unit, s->scope) ||
+	       kheo__authz_covers(s->db, s->scope, unit);
 }
 
 /*
@@ -150,7 +153,7 @@ static int our_heads(kheo_session *s, kheo_head **out, size_t *n)
 		const char *unit = (const char *)sqlite3_column_text(st, 1);
 		kheo_head *h;
 
-		if (!in_scope(s->scope, unit))
+		if (!in_scope(s, unit))
 			continue;
 		if (*n == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
@@ -322,7 +325,7 @@ static int plan_sending(kheo_session *s)
 		uint64_t from = 0; /* the peer holds this chain up to `from` */
 		size_t i;
 
-		if (!in_scope(s->scope, unit))
+		if (!in_scope(s, unit))
 			continue;
 		for (i = 0; i < s->npeer; i++) {
 			const kheo_head *h = &s->peer_heads[i];

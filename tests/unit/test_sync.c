@@ -224,10 +224,11 @@ static void cut_session_resumes(void **state)
 	}
 	assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
 	snprintf(want, sizeof(want), "%s", node_digest(&d, COMMUNE));
-	for (trial = 0; trial < 12; trial++) {
+	for (trial = 0; trial < 50; trial++) {
 		link l = { 0 };
 
-		l.cut_after = 300 + (size_t)trial * 977;
+		/* anywhere from the handshake to the last chunk */
+		l.cut_after = 100 + ((size_t)trial * 7919) % 30000;
 		run(&d, &h, &l, &cs, &ss, err, sizeof(err));
 		/* what the cut wastes is at most the chunk in flight (its
 		 * last frame may run over the chunk size) */
@@ -323,6 +324,40 @@ static void revoked_and_unenrolled_devices_are_refused(void **state)
 	node_close(&o);
 }
 
+/* A device receives its own unit and `_sys`, nothing of a neighbour's. */
+static void device_receives_only_its_scope(void **state)
+{
+	test_node p, h, d, e;
+	kheo_session_stats cs, ss;
+	link l = { 0 };
+	char mine[KHEO_RECORD_HEX + 1], other[KHEO_RECORD_HEX + 1], err[800];
+	char *text = NULL;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_make(&e, "e", DISTRICT "/nam-dong", KHEO_NODE_DEVICE);
+	enroll(&h, &e, "collector", DISTRICT "/nam-dong");
+	node_put(&e, other, "model", "name=Hàng xóm",
+		"unit=" DISTRICT "/nam-dong", NULL);
+	model(&d, mine, 1);
+	assert_int_equal(run(&e, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	assert_string_equal(cs.scope, COMMUNE);
+	assert_int_equal(kheo_get_json(h.db, &text, "model", other), KHEO_OK);
+	kheo_free(text);
+	assert_int_equal(kheo_get_json(d.db, &text, "model", other),
+		KHEO_ENOTFOUND);
+	/* but the neighbour's certificate came, in `_sys` */
+	assert_string_equal(node_digest(&d, "_sys"), node_digest(&h, "_sys"));
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -330,6 +365,8 @@ int main(void)
 		cmocka_unit_test_teardown(
 			in_sync_session_is_one_round_trip_under_2k, teardown),
 		cmocka_unit_test_teardown(cut_session_resumes, teardown),
+		cmocka_unit_test_teardown(device_receives_only_its_scope,
+			teardown),
 		cmocka_unit_test_teardown(other_network_is_refused, teardown),
 		cmocka_unit_test_teardown(
 			device_with_a_wrong_clock_is_told_to_fix_it, teardown),
