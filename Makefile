@@ -155,7 +155,8 @@ fuzz: $(GEN_SRC) | deps
 		grep -E "stat::number_of_executed_units|stat::peak_rss" build/fuzz/$$name.log; \
 	done
 
-BENCH_BIN = $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_core
+BENCH_BIN = $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_core \
+	$(BUILD)/bench/bench_sync
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libkheo.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags jansson) -o $@ $^ \

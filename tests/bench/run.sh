@@ -55,6 +55,12 @@ rm -rf "$out/core"
 "$out/bench_core" "$out/medium.jsonl" "$out/core"
 rm -rf "$out/core"
 
+# the whole medium trace through sync sessions, 89 enrolled nodes
+echo
+echo "== sync sessions on the medium trace"
+"$out/bench_sync" "$out/medium.jsonl" "${TMPDIR:-/tmp}/kheo-bench-sync"
+rm -rf "${TMPDIR:-/tmp}/kheo-bench-sync"
+
 if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	# shellcheck disable=SC2086
 	trace large --records 1000 $common
