@@ -30,6 +30,7 @@ BASE_CPPFLAGS = -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
 LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson
 TEST_PKGS = cmocka
 CLI_PKGS  = libqrencode
+DAEMON_PKGS = libuv inih
 
 # Looked up once, and only when first used: `make deps` may have just
 # installed what pkg-config is asked about.
@@ -39,6 +40,8 @@ PKG_LIBS    = $(call lazy,PKG_LIBS,--libs $(LIB_PKGS))
 TEST_CFLAGS = $(call lazy,TEST_CFLAGS,--cflags $(TEST_PKGS))
 TEST_LIBS   = $(call lazy,TEST_LIBS,--libs $(TEST_PKGS))
 CLI_LIBS    = $(call lazy,CLI_LIBS,--libs $(CLI_PKGS))
+DAEMON_CFLAGS = $(call lazy,DAEMON_CFLAGS,--cflags $(DAEMON_PKGS))
+DAEMON_LIBS   = $(call lazy,DAEMON_LIBS,--libs $(DAEMON_PKGS))
 
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) $(BASE_CPPFLAGS) $(PKG_CFLAGS)
 
@@ -62,7 +65,7 @@ REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 .PHONY: all deps test unit-test asan soak cross-test fuzz bench demo clean
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/libkheo.a $(BUILD)/libkheo.so $(BUILD)/kheo
+all: $(BUILD)/libkheo.a $(BUILD)/libkheo.so $(BUILD)/kheo $(BUILD)/kheod
 
 deps:
 	@sh mk/deps.sh
@@ -95,6 +98,15 @@ CLI_SRC = $(wildcard client-core/cli/*.c)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/kheo: $(CLI_OBJ) $(BUILD)/libkheo.a
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(CLI_LIBS) -lm
+
+# kheod: libkheo's public API, libuv and inih (daemon/README.md).
+DAEMON_SRC = $(wildcard daemon/*.c)
+DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/obj/daemon/%.o: daemon/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(DAEMON_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/kheod: $(DAEMON_OBJ) $(BUILD)/libkheo.a
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(PKG_LIBS) -lm
 
 $(BUILD)/libkheo-test.a: $(TLIB_OBJ)
 	@rm -f $@

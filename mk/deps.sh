@@ -17,6 +17,8 @@ sqlite3:libsqlite3-dev
 cmocka:libcmocka-dev
 jansson:libjansson-dev
 libqrencode:libqrencode-dev
+libuv:libuv1-dev
+inih:libinih-dev
 "
 TOOLS="
 pkg-config:pkg-config
