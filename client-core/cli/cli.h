@@ -53,5 +53,6 @@ int cmd_digest(cli *c);
 int cmd_bundle(cli *c);
 int cmd_enroll(cli *c);
 int cmd_revoke(cli *c);
+int cmd_sync(cli *c);
 
 #endif

@@ -42,11 +42,12 @@ static const struct {
 	{ "enroll", cmd_enroll, "request [--qr] | sign FILE|- --role ROLE "
 		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
 	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },
+	{ "sync", cmd_sync, "HOST:PORT [--key HEX] | --now" },
 };
 
 /* Commands of the contract that later work brings. */
 static const char *const later[] = {
-	"sync", "report", "attach", "blob", "audit",
+	"report", "attach", "blob", "audit",
 };
 
 static void usage(FILE *f)
