@@ -269,6 +269,34 @@ static int read_zstd_payload(kheo_codec *c, kheo_buf *raw,
 	return KHEO_OK;
 }
 
+int kheo_codec_pack(kheo_codec *c, kheo_buf *out, const uint8_t *p,
+	size_t n, int level)
+{
+	ZSTD_CCtx *z = c->cctx;
+	size_t bound = ZSTD_compressBound(n), got;
+	int err;
+
+	if ((err = kheo_buf_reserve(out, bound)) < 0)
+		return err;
+	ZSTD_CCtx_reset(z, ZSTD_reset_session_and_parameters);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, level);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, KHEO_ZSTD_WINDOW_LOG);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 0);
+	ZSTD_CCtx_setParameter(z, ZSTD_c_dictIDFlag, 0);
+	got = ZSTD_compress2(z, out->p + out->len, bound, p, n);
+	if (ZSTD_isError(got))
+		return KHEO_ERROR;
+	out->len += got;
+	return KHEO_OK;
+}
+
+int kheo_codec_unpack(kheo_codec *c, kheo_buf *out, const uint8_t *p,
+	size_t n, size_t rawlen, kheo_refusal *why)
+{
+	return read_zstd_payload(c, out, p, n, rawlen, NULL, 0, why);
+}
+
 int kheo_frame_read(kheo_codec *c, kheo_buf *raw, uint8_t sig[KHEO_SIG_SIZE],
 	const uint8_t *frame, size_t len, kheo_refusal *why)
 {

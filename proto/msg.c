@@ -10,6 +10,7 @@
  *   ACK     4 | chunk | applied | held | rejected
  *   DONE    5
  *   REFUSE  6 | reason (str)
+ *   PACKED  7 | size | one zstd frame of another message (not PACKED)
  *
  * Heads are sent in several HEADS messages when there are many; `last` is
  * 1 on the final one.  A decoded message points into the input, which must
@@ -69,6 +70,10 @@ int kheo_msg_encode(kheo_buf *b, const kheo_msg *m)
 		break;
 	case KHEO_MSG_REFUSE:
 		kheo_buf_put_str(b, m->refuse, strlen(m->refuse));
+		break;
+	case KHEO_MSG_PACKED:
+		kheo_buf_put_varint(b, m->packed.raw_len);
+		kheo_buf_put(b, m->packed.p, m->packed.n);
 		break;
 	default:
 		return KHEO_EINVAL;
@@ -305,6 +310,19 @@ int kheo_msg_decode(kheo_msg *m, const uint8_t *p, size_t n,
 		m->refuse[len] = '\0';
 		break;
 	}
+	case KHEO_MSG_PACKED:
+		if ((err = kheo_read_varint(&r, &m->packed.raw_len,
+			     KHEO_SYNC_UNPACKED_MAX, "packed size")) < 0)
+			break;
+		if (r.off == r.len) {
+			err = kheo__refuse(why, KHEO_R_TRUNCATED, r.off,
+				"packed message without its zstd frame");
+			break;
+		}
+		m->packed.p = r.p + r.off;
+		m->packed.n = r.len - r.off;
+		r.off = r.len;
+		break;
 	default:
 		err = kheo__refuse(why, KHEO_R_BAD_ENUM, 0,
 			"message type %u unknown", type);

@@ -330,6 +330,21 @@ int kheo_frame_read(kheo_codec *c, kheo_buf *raw, uint8_t sig[KHEO_SIG_SIZE],
 	const uint8_t *frame, size_t len, kheo_refusal *why);
 
 /*
+ * One zstd frame of n bytes at `level`, with the format's 128 KiB window
+ * and no dictionary, appended to out: a sync session's chunk of frames
+ * (docs/protocol.md, "Sync session"), compressed as a whole.
+ */
+int kheo_codec_pack(kheo_codec *c, kheo_buf *out, const uint8_t *p,
+	size_t n, int level);
+/*
+ * Its reverse: exactly rawlen bytes appended to out, or a refusal as for a
+ * frame's payload (bad-frame, size-mismatch, trailing-bytes; a window
+ * above 128 KiB).  Decompression stops at rawlen: a bomb goes no further.
+ */
+int kheo_codec_unpack(kheo_codec *c, kheo_buf *out, const uint8_t *p,
+	size_t n, size_t rawlen, kheo_refusal *why);
+
+/*
  * Everything a receiver does with a frame before trusting it: read the
  * frame, decode the changeset, compute its id, verify the signature.
  * On success *out is the caller's and `id` holds its id; `raw` keeps the
@@ -487,7 +502,11 @@ typedef enum kheo_msg_type {
 	KHEO_MSG_ACK = 4,     /* that chunk is durable here */
 	KHEO_MSG_DONE = 5,    /* I have sent all I have for you */
 	KHEO_MSG_REFUSE = 6,  /* why I stop (then the channel closes) */
+	KHEO_MSG_PACKED = 7,  /* another message, zstd-compressed */
 } kheo_msg_type;
+
+/* What a PACKED message may unpack to. */
+#define KHEO_SYNC_UNPACKED_MAX (4u << 20)
 
 /*
  * One message (docs/protocol.md, "Sync session").  From kheo_msg_decode,
@@ -518,6 +537,11 @@ typedef struct kheo_msg {
 	struct {
 		uint64_t chunk, applied, held, rejected;
 	} ack;
+	struct {
+		uint64_t raw_len;              /* the inner message's size */
+		const uint8_t *p;              /* one zstd frame */
+		size_t n;
+	} packed;
 	char refuse[256];
 } kheo_msg;
 

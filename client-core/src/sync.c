@@ -30,10 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_CHUNK (64u * 1024)
+#define DEFAULT_CHUNK (128u * 1024) /* raw frame bytes per chunk */
 #define DEFAULT_MAX_CHANGESETS 1000000u
 #define CLOCK_OFF_MAX_MS (10LL * 60 * 1000)
 #define HEADS_PER_MSG 4096u
+/* zstd level of a session's chunks: they are compressed once per sync,
+ * on a hub for many devices, so a middle level */
+#define PACK_LEVEL 9
 
 struct kheo_session {
 	kheo_db *db;
@@ -67,6 +70,8 @@ struct kheo_session {
 	kheo_session_stats st;
 	kheo_buf msg;                         /* scratch: one message */
 	int noted;                            /* kheo_peer written */
+	kheo_codec *store;                    /* level 0: frames as raw */
+	kheo_buf raw, frames, packed, unpacked;
 };
 
 static int fail(kheo_session *s, const char *fmt, ...)
@@ -359,11 +364,16 @@ static int plan_sending(kheo_session *s)
 	return err;
 }
 
-/* The next chunk of frames, or DONE when nothing is left. */
+/*
+ * The next chunk of frames, or DONE when nothing is left.  Frames go raw
+ * (a stored frame is decompressed, its canonical bytes and signature kept)
+ * and the whole chunk is compressed as one zstd frame (PACKED): records
+ * of one province resemble each other, so together they compress far
+ * better than one by one.
+ */
 static int send_next(kheo_session *s)
 {
 	kheo_msg m = { .type = KHEO_MSG_FRAMES };
-	kheo_buf frames = { 0 };
 	size_t offs[1024], lens[1024], k = 0, bytes = 0, i;
 	const uint8_t *ptrs[1024];
 	sqlite3_stmt *st;
@@ -380,34 +390,64 @@ static int send_next(kheo_session *s)
 	if (sqlite3_prepare_v2(s->db->sql, "SELECT frame FROM kheo_cs WHERE"
 		    " n = ?1", -1, &st, NULL) != SQLITE_OK)
 		return fail(s, "send: %s", sqlite3_errmsg(s->db->sql));
+	kheo_buf_reset(&s->frames);
 	while (s->next < s->nqueue && k < 1024 &&
 	       (k == 0 || bytes < s->o.chunk_bytes)) {
+		uint8_t sig[KHEO_SIG_SIZE];
+		size_t start = s->frames.len;
+
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, s->queue[s->next++]);
 		if (sqlite3_step(st) != SQLITE_ROW)
 			continue; /* gone since (taken back by a revocation) */
-		offs[k] = frames.len;
-		lens[k] = (size_t)sqlite3_column_bytes(st, 0);
-		kheo_buf_put(&frames, sqlite3_column_blob(st, 0), lens[k]);
+		if (kheo_frame_read(s->db->codec, &s->raw, sig,
+			    sqlite3_column_blob(st, 0),
+			    (size_t)sqlite3_column_bytes(st, 0), NULL) < 0 ||
+		    kheo_frame_write(s->store, &s->frames, s->raw.p,
+			    s->raw.len, sig) < 0) {
+			sqlite3_finalize(st);
+			return fail(s, "a stored changeset is damaged: run kheo "
+				"verify");
+		}
+		offs[k] = start;
+		lens[k] = s->frames.len - start;
 		bytes += lens[k++];
 	}
 	sqlite3_finalize(st);
-	if (frames.oom) {
-		kheo_buf_free(&frames);
+	if (s->frames.oom)
 		return fail(s, "out of memory");
-	}
 	for (i = 0; i < k; i++)
-		ptrs[i] = frames.p + offs[i];
+		ptrs[i] = s->frames.p + offs[i];
 	m.frames.chunk = s->chunk++;
 	m.frames.p = ptrs;
 	m.frames.lens = lens;
 	m.frames.n = k;
-	err = send_msg(s, &m);
-	kheo_buf_free(&frames);
+	kheo_buf_reset(&s->msg);
+	if (kheo_msg_encode(&s->msg, &m) < 0)
+		return fail(s, "out of memory");
+	kheo_buf_reset(&s->packed);
+	if (s->msg.len <= KHEO_SYNC_UNPACKED_MAX &&
+	    kheo_codec_pack(s->db->codec, &s->packed, s->msg.p, s->msg.len,
+		    PACK_LEVEL) == KHEO_OK && s->packed.len < s->msg.len) {
+		kheo_msg pm = { .type = KHEO_MSG_PACKED };
+		kheo_buf inner = s->msg;
+
+		pm.packed.raw_len = inner.len;
+		pm.packed.p = s->packed.p;
+		pm.packed.n = s->packed.len;
+		s->msg = (kheo_buf){ 0 };
+		err = send_msg(s, &pm);
+		kheo_buf_free(&s->msg);
+		s->msg = inner;
+	} else if ((err = kheo__channel_send(&s->ch, s->msg.p,
+			    s->msg.len)) < 0) {
+		err = fail(s, "%s", kheo__channel_error(&s->ch));
+	}
 	s->awaiting_ack = 1;
 	s->in_flight = k;
-	s->in_flight_bytes = bytes;
-	s->st.frame_bytes += bytes;
+	s->in_flight_bytes = s->packed.len && s->packed.len < s->msg.len
+				     ? s->packed.len : s->msg.len;
+	s->st.frame_bytes += s->in_flight_bytes;
 	return err;
 }
 
@@ -566,10 +606,51 @@ static int on_frames(kheo_session *s, const kheo_msg *m)
 	if (s->st.received + m->frames.n > s->o.max_changesets)
 		return refuse(s, "more than %llu changesets in one session",
 			(unsigned long long)s->o.max_changesets);
-	/* one transaction, durable when kheo_apply returns */
-	if ((err = kheo__apply_frames(s->db, m->frames.p, m->frames.lens,
-		     m->frames.n, &st)) < 0)
-		return fail(s, "apply: %s", kheo_errmsg(s->db));
+	/* frames came raw: stored compressed, as this node stores every
+	 * frame (one that does not read is passed on as it came, for
+	 * receipt to quarantine with its reason) */
+	{
+		size_t i, *offs, *lens;
+		const uint8_t **ptrs;
+
+		offs = kheo__calloc(m->frames.n + 1, sizeof(*offs));
+		lens = kheo__calloc(m->frames.n + 1, sizeof(*lens));
+		ptrs = kheo__calloc(m->frames.n + 1, sizeof(*ptrs));
+		if (!offs || !lens || !ptrs) {
+			kheo__free(offs);
+			kheo__free(lens);
+			kheo__free((void *)ptrs);
+			return fail(s, "out of memory");
+		}
+		kheo_buf_reset(&s->frames);
+		for (i = 0; i < m->frames.n; i++) {
+			uint8_t sig[KHEO_SIG_SIZE];
+			size_t start = s->frames.len;
+
+			if (kheo_frame_read(s->db->codec, &s->raw, sig,
+				    m->frames.p[i], m->frames.lens[i], NULL) <
+				    0 ||
+			    kheo_frame_write(s->db->codec, &s->frames,
+				    s->raw.p, s->raw.len, sig) < 0) {
+				s->frames.len = start;
+				kheo_buf_put(&s->frames, m->frames.p[i],
+					m->frames.lens[i]);
+			}
+			offs[i] = start;
+			lens[i] = s->frames.len - start;
+		}
+		for (i = 0; i < m->frames.n; i++)
+			ptrs[i] = s->frames.p + offs[i];
+		/* one transaction, durable when it returns */
+		err = s->frames.oom ? KHEO_ENOMEM
+				    : kheo__apply_frames(s->db, ptrs, lens,
+					      m->frames.n, &st);
+		kheo__free(offs);
+		kheo__free(lens);
+		kheo__free((void *)ptrs);
+		if (err < 0)
+			return fail(s, "apply: %s", kheo_errmsg(s->db));
+	}
 	s->st.received += m->frames.n;
 	s->st.apply.applied += st.applied;
 	s->st.apply.held += st.held;
@@ -651,18 +732,29 @@ static void maybe_done(kheo_session *s)
 	}
 }
 
-/* One record from the channel: one message. */
-static int on_record(void *arg, const uint8_t *p, size_t n)
+/* One message, from a record or unpacked from a PACKED one. */
+static int on_message(kheo_session *s, const uint8_t *p, size_t n,
+	int inner)
 {
-	kheo_session *s = arg;
 	kheo_refusal why = { 0 };
 	kheo_msg m;
 	int err;
 
-	if (s->state == KHEO_SESSION_FAILED || s->state == KHEO_SESSION_DONE)
-		return KHEO_OK;
 	if ((err = kheo_msg_decode(&m, p, n, &why)) < 0)
 		return refuse(s, "bad message: %s", why.msg);
+	if (m.type == KHEO_MSG_PACKED) {
+		if (inner) {
+			kheo_msg_free(&m);
+			return refuse(s, "a packed message inside another");
+		}
+		kheo_buf_reset(&s->unpacked);
+		err = kheo_codec_unpack(s->db->codec, &s->unpacked, m.packed.p,
+			m.packed.n, (size_t)m.packed.raw_len, &why);
+		kheo_msg_free(&m);
+		if (err < 0)
+			return refuse(s, "bad packed message: %s", why.msg);
+		return on_message(s, s->unpacked.p, s->unpacked.len, 1);
+	}
 	if (!s->hello_got && m.type != KHEO_MSG_HELLO &&
 	    m.type != KHEO_MSG_REFUSE) {
 		int type = m.type;
@@ -698,7 +790,19 @@ static int on_record(void *arg, const uint8_t *p, size_t n)
 	return err;
 }
 
+/* One record from the channel: one message. */
+static int on_record(void *arg, const uint8_t *p, size_t n)
+{
+	kheo_session *s = arg;
+
+	if (s->state == KHEO_SESSION_FAILED || s->state == KHEO_SESSION_DONE)
+		return KHEO_OK;
+	return on_message(s, p, n, 0);
+}
+
 /* ------------------------------------------------------------------ API */
+
+KHEO_EXTERN void kheo_session_free(kheo_session *s);
 
 KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
 	const kheo_session_options *o)
@@ -732,6 +836,10 @@ KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
 		return err;
 	if (!(s = kheo__calloc(1, sizeof(*s))))
 		return kheo__error(db, KHEO_ENOMEM, "out of memory");
+	if (kheo_codec_new(&s->store, 0) < 0) {
+		kheo__free(s);
+		return kheo__error(db, KHEO_ENOMEM, "out of memory");
+	}
 	s->db = db;
 	s->o = *o;
 	s->o.expect_peer = NULL;
@@ -761,7 +869,7 @@ KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
 				(const char *)sqlite3_column_text(st, 0));
 		sqlite3_finalize(st);
 		if (!s->my_scope[0]) {
-			kheo__free(s);
+			kheo_session_free(s);
 			return kheo__error(db, KHEO_EAUTH, "no certificate of "
 				"this node holds: it cannot sync (renew or "
 				"enrol it)");
@@ -770,7 +878,7 @@ KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
 	snprintf(s->scope, sizeof(s->scope), "%s", s->my_scope);
 	/* the client's HELLO summarises its own scope */
 	if ((err = summarise(s)) < 0) {
-		kheo__free(s);
+		kheo_session_free(s);
 		return err;
 	}
 	s->state = KHEO_SESSION_HANDSHAKE;
@@ -788,6 +896,11 @@ KHEO_EXTERN void kheo_session_free(kheo_session *s)
 	kheo__free(s->peer_heads);
 	kheo__free(s->queue);
 	kheo_buf_free(&s->msg);
+	kheo_buf_free(&s->raw);
+	kheo_buf_free(&s->frames);
+	kheo_buf_free(&s->packed);
+	kheo_buf_free(&s->unpacked);
+	kheo_codec_free(s->store);
 	kheo__free(s);
 }
 
