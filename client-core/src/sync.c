@@ -51,6 +51,7 @@ struct kheo_session {
 	char my_scope[KHEO_UNIT_MAX + 1];     /* "": everything */
 	char scope[KHEO_UNIT_MAX + 1];        /* the session's */
 	uint8_t summary[KHEO_ID_SIZE];        /* ours, over `scope` */
+	uint8_t hello_summary[KHEO_ID_SIZE];  /* the one our HELLO carried */
 	int node_role_peer, cert_role_peer;
 
 	/* the peer's heads, as they come */
@@ -268,6 +269,7 @@ static int send_hello(kheo_session *s)
 	memcpy(m.hello.epoch, epoch, 8);
 	m.hello.wall_ms = (uint64_t)kheo__now_ms(s->db);
 	memcpy(m.hello.summary, s->summary, KHEO_ID_SIZE);
+	memcpy(s->hello_summary, s->summary, KHEO_ID_SIZE);
 	m.hello.certs = certs;
 	m.hello.cert_lens = lens;
 	m.hello.ncerts = n;
@@ -317,8 +319,11 @@ static int plan_sending(kheo_session *s)
 		-1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return fail(s, "plan: %s", sqlite3_errmsg(s->db->sql));
-	rc = sqlite3_prepare_v2(s->db->sql, "SELECT 1 FROM kheo_cs WHERE"
-		" id = ?1", -1, &have, NULL);
+	/* 1 when we hold the peer's head, or nothing at its useq */
+	rc = sqlite3_prepare_v2(s->db->sql, "SELECT EXISTS (SELECT 1 FROM"
+		" kheo_cs WHERE id = ?1) OR NOT EXISTS (SELECT 1 FROM kheo_cs"
+		" WHERE author = ?2 AND unit = ?3 AND useq = ?4)", -1, &have,
+		NULL);
 	if (rc != SQLITE_OK) {
 		sqlite3_finalize(st);
 		return fail(s, "plan: %s", sqlite3_errmsg(s->db->sql));
@@ -338,10 +343,20 @@ static int plan_sending(kheo_session *s)
 			if (memcmp(h->author, author, KHEO_KEY_SIZE) != 0 ||
 			    strcmp(h->unit, unit) != 0 || h->useq <= from)
 				continue;
+			/* we hold its head: it holds our chain up to there;
+			 * we hold nothing at that useq: it is ahead of us,
+			 * and holds what we have (a chain grows from 1); we
+			 * hold another changeset there: another branch, so
+			 * all of ours */
 			sqlite3_reset(have);
 			sqlite3_bind_blob(have, 1, h->id, KHEO_ID_SIZE,
 				SQLITE_STATIC);
-			if (sqlite3_step(have) == SQLITE_ROW)
+			sqlite3_bind_blob(have, 2, author, KHEO_KEY_SIZE,
+				SQLITE_STATIC);
+			sqlite3_bind_text(have, 3, unit, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(have, 4, (int64_t)h->useq);
+			if (sqlite3_step(have) == SQLITE_ROW &&
+			    sqlite3_column_int(have, 0))
 				from = h->useq;
 		}
 		if (useq <= from)
@@ -546,10 +561,12 @@ static int on_hello(kheo_session *s, const kheo_msg *m)
 		if ((err = send_hello(s)) < 0)
 			return err;
 	} else {
-		/* the server summarised the session's scope; it compared
-		 * ours only when the session's scope is ours */
+		/* the server summarised the session's scope and compared it
+		 * with the summary our HELLO carried (when the session's scope
+		 * is ours): decide exactly as it did, from what we sent, even
+		 * if another session has changed what we hold since */
 		s->in_sync = strcmp(s->scope, s->my_scope) == 0 &&
-			     memcmp(s->summary, m->hello.summary,
+			     memcmp(s->hello_summary, m->hello.summary,
 				     KHEO_ID_SIZE) == 0;
 	}
 	s->state = KHEO_SESSION_SYNCING;

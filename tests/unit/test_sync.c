@@ -358,6 +358,131 @@ static void device_receives_only_its_scope(void **state)
 	node_close(&e);
 }
 
+/* Only what the peer lacks moves, also when the peer is ahead on a chain
+ * (it got newer changesets of it from elsewhere). */
+static void only_what_is_missing_moves(void **state)
+{
+	test_node p, h, d, e;
+	kheo_session_stats cs, ss;
+	link l = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800];
+	int i;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_make(&e, "e", COMMUNE, KHEO_NODE_DEVICE);
+	enroll(&h, &e, "collector", COMMUNE);
+	for (i = 0; i < 10; i++) {
+		model(&d, id, i);
+		assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
+	}
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&e, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	model(&d, id, 99);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	/* d's one new changeset went up, nothing came back down */
+	assert_int_equal(ss.received, 1);
+	/* e is behind on d's chain and on nothing else: one changeset */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(run(&e, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	assert_int_equal(cs.received, 1);
+	assert_int_equal(cs.sent, 0);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&e);
+}
+
+/* Two sessions of one device at once: the second brings the node in sync
+ * while the first is between its HELLO and the server's; both sides of
+ * the first still decide alike, from the summaries they exchanged. */
+static void overlapping_sessions_of_one_node_agree(void **state)
+{
+	test_node p, h, d;
+	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_stats cs, ss;
+	kheo_session *a, *b;
+	link l = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800];
+	int round, side;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	model(&d, id, 1);
+	assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
+	co.initiator = 1;
+	assert_int_equal(kheo_session_new(&a, d.db, &co), KHEO_OK);
+	assert_int_equal(kheo_session_new(&b, h.db, &so), KHEO_OK);
+	/* the handshake, up to the client's HELLO written but not read:
+	 * the server has sent its key, msg2, msg4 and its stream header */
+	for (round = 0; round < 50; round++) {
+		kheo_session_stats bs;
+
+		kheo_session_status(b, &bs);
+		if (bs.bytes_out >= 36 + 64 + 80 + 24)
+			break;
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? b : a, *to = side ? a : b;
+			const uint8_t *q;
+			size_t n;
+
+			kheo_session_output(from, &q, &n);
+			if (n) {
+				uint8_t *copy = malloc(n);
+
+				memcpy(copy, q, n);
+				kheo_session_sent(from, n);
+				kheo_session_input(to, copy, n);
+				free(copy);
+			}
+		}
+	}
+	assert_int_equal(kheo_session_status(b, NULL),
+		KHEO_SESSION_HANDSHAKE);
+	/* meanwhile another session brings d and h level */
+	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	/* the first one goes on to the end */
+	for (round = 0; round < 1000; round++) {
+		int moved = 0;
+
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? b : a, *to = side ? a : b;
+			const uint8_t *q;
+			size_t n;
+
+			kheo_session_output(from, &q, &n);
+			if (n) {
+				uint8_t *copy = malloc(n);
+
+				memcpy(copy, q, n);
+				kheo_session_sent(from, n);
+				kheo_session_input(to, copy, n);
+				free(copy);
+				moved = 1;
+			}
+		}
+		if (!moved)
+			break;
+	}
+	if (kheo_session_status(a, NULL) != KHEO_SESSION_DONE ||
+	    kheo_session_status(b, NULL) != KHEO_SESSION_DONE)
+		fail_msg("%s / %s", kheo_session_error(a),
+			kheo_session_error(b));
+	kheo_session_free(a);
+	kheo_session_free(b);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +492,10 @@ int main(void)
 		cmocka_unit_test_teardown(cut_session_resumes, teardown),
 		cmocka_unit_test_teardown(device_receives_only_its_scope,
 			teardown),
+		cmocka_unit_test_teardown(only_what_is_missing_moves,
+			teardown),
+		cmocka_unit_test_teardown(
+			overlapping_sessions_of_one_node_agree, teardown),
 		cmocka_unit_test_teardown(other_network_is_refused, teardown),
 		cmocka_unit_test_teardown(
 			device_with_a_wrong_clock_is_told_to_fix_it, teardown),
