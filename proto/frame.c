@@ -108,15 +108,28 @@ int kheo_codec_new(kheo_codec **out, int level)
 	if (!(c = kheo__calloc(1, sizeof(*c))))
 		return KHEO_ENOMEM;
 	c->level = level;
-	c->cctx = ZSTD_createCCtx();
-	c->dctx = ZSTD_createDCtx();
-	if (!c->cctx || !c->dctx ||
-	    ZSTD_isError(ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax,
-		    KHEO_ZSTD_WINDOW_LOG))) {
+	/* the decompression context (about 96 KB) is made on first use: a
+	 * hub holds a codec per session, and most sessions never need it */
+	if (!(c->cctx = ZSTD_createCCtx())) {
 		kheo_codec_free(c);
 		return KHEO_ENOMEM;
 	}
 	*out = c;
+	return KHEO_OK;
+}
+
+static int need_dctx(kheo_codec *c)
+{
+	if (c->dctx)
+		return KHEO_OK;
+	if (!(c->dctx = ZSTD_createDCtx()))
+		return KHEO_ENOMEM;
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax,
+		    KHEO_ZSTD_WINDOW_LOG))) {
+		ZSTD_freeDCtx(c->dctx);
+		c->dctx = NULL;
+		return KHEO_ENOMEM;
+	}
 	return KHEO_OK;
 }
 
@@ -245,7 +258,8 @@ static int read_zstd_payload(kheo_codec *c, kheo_buf *raw,
 		return kheo__refuse(why, KHEO_R_SIZE_MISMATCH, off,
 			"zstd frame holds %llu bytes, the frame declares %zu",
 			declared, rawlen);
-	if ((err = kheo_buf_reserve(raw, rawlen)) < 0)
+	if ((err = kheo_buf_reserve(raw, rawlen)) < 0 ||
+	    (err = need_dctx(c)) < 0)
 		return err;
 	if (ZSTD_isError(ZSTD_DCtx_refDDict(c->dctx, dict ? dict->ddict
 							   : NULL)))
