@@ -376,6 +376,17 @@ int kheo__begin(kheo_db *db)
 	if ((err = kheo__exec(db, "BEGIN IMMEDIATE")) < 0)
 		return err;
 	db->in_tx = 1;
+	/* Another process may have edited this node since we last looked
+	 * (the CLI beside a daemon): holding the write lock, catch up with
+	 * the clock it saved, so that no two ops get one clock. */
+	{
+		int64_t v;
+
+		if (kheo__meta_get_int(db, "clock", &v) == KHEO_OK &&
+		    (uint64_t)v > db->clock)
+			db->clock = (uint64_t)v;
+		kheo__clear(db);
+	}
 	return KHEO_OK;
 }
 
