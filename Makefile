@@ -126,7 +126,7 @@ $(BUILD)/tests/replay_%: $(BUILD)/tobj/tests/fuzz/%.o \
 unit-test: $(UNIT_BIN) $(REPLAY_BIN) | deps
 	@BUILD=$(BUILD) RUNNER="$(RUNNER)" sh tests/run.sh unit
 
-test: all $(UNIT_BIN) $(REPLAY_BIN) | deps
+test: all $(UNIT_BIN) $(REPLAY_BIN) $(DEMO_BIN) | deps
 	@BUILD=$(BUILD) RUNNER="$(RUNNER)" sh tests/run.sh all
 
 asan: | deps

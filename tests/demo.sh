@@ -1,8 +1,8 @@
 #!/bin/sh
 # demo.sh - what `make demo` runs: a province, two district hubs and four
-# commune devices of Đắk Nông exchanging real changesets by bundle files
-# (the sneakernet path; network sync comes with kheod), with the real kheo
-# binary and nothing else.
+# commune devices of Đắk Nông, enrolled under the province's root,
+# exchanging real changesets by bundle files (the sneakernet path), with
+# the real kheo binary and nothing else.
 #
 #   sh tests/demo.sh [BUILD]          (KHEO_DEMO_DIR keeps the files there)
 #
@@ -33,10 +33,25 @@ k -C eapo init --role device --unit dak-nong/cu-jut/ea-po >/dev/null
 k -C namdong init --role device --unit dak-nong/cu-jut/nam-dong >/dev/null
 k -C ducminh init --role device --unit dak-nong/dak-mil/duc-minh >/dev/null
 k -C thuanan init --role device --unit dak-nong/dak-mil/thuan-an >/dev/null
+# enrolment, offline: the node asks, the issuer signs, the node accepts
+# only with the root fingerprint it was told (docs/identity.md)
+root=$(k -C province id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+enrol() { # issuer node role unit
+	k -C "$2" enroll request > "$2.request"
+	k -C "$1" enroll sign "$2.request" --role "$3" --unit "$4" > "$2.cert"
+	k -C "$2" enroll accept "$2.cert" --root "$root" >/dev/null
+}
+enrol province hub-cujut hub dak-nong/cu-jut
+enrol province hub-dakmil hub dak-nong/dak-mil
+enrol hub-cujut eapo collector dak-nong/cu-jut/ea-po
+enrol hub-cujut namdong collector dak-nong/cu-jut/nam-dong
+enrol hub-dakmil ducminh collector dak-nong/dak-mil/duc-minh
+enrol hub-dakmil thuanan collector dak-nong/dak-mil/thuan-an
 for n in province hub-cujut hub-dakmil eapo namdong ducminh thuanan; do
 	printf '   %-11s %s\n' "$n" "$(k -C $n id --json |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["node_role"], d["unit"], d["key"][:16] + "…")')"
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["node_role"], d["unit"], d["cert_role"], d["mode"], d["key"][:16] + "…")')"
 done
+echo "   root fingerprint (the province's key): ${root%????????????????????????????????????????????????}…"
 
 say "3. offline work on the devices"
 m1=$(k -C eapo put model name="Mô hình nuôi bò sinh sản" unit=dak-nong/cu-jut/ea-po \
