@@ -1217,19 +1217,11 @@ int kheo__authz_learn(kheo_db *db, const kheo_changeset *cs,
 
 		if (strcmp(op->table, "sys_cert") == 0) {
 			kheo_cert c;
-			size_t off[1], lens[1], n;
-			const kheo_value *t = op_field(op, "text");
+			kheo_refusal why = { 0 };
 
-			if (op->kind != KHEO_OP_PUT || !t ||
-			    t->type != KHEO_VAL_TEXT ||
-			    kheo_text_decode(&bytes, off, lens, 1, &n,
-				    "kheo-cert1:", (const char *)t->p, t->len,
-				    NULL) < 0 ||
-			    kheo_cert_decode(&c, bytes.p + off[0], lens[0],
-				    NULL) < 0)
+			if (cert_of_op(op, &c, &bytes, &why) < 0)
 				continue; /* open mode took it as it was */
-			err = kheo__authz_add_cert(db, &c, bytes.p + off[0],
-				lens[0]);
+			err = kheo__authz_add_cert(db, &c, bytes.p, bytes.len);
 			certs = 1;
 		} else if (strcmp(op->table, "sys_revocation") == 0 &&
 			   op->kind == KHEO_OP_PUT && db->enforcing) {

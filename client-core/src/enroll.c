@@ -175,7 +175,7 @@ done:
  * that lets it issue `role` for `unit` (0: any), then its issuer's, and
  * so on.  The root's self-signed certificate ends it when known.
  */
-static int own_chain(kheo_db *db, int role, const char *unit, kheo_buf *bytes,
+int kheo__own_chain(kheo_db *db, int role, const char *unit, kheo_buf *bytes,
 	size_t *off, size_t *lens, size_t *n)
 {
 	uint8_t subject[KHEO_KEY_SIZE];
@@ -224,6 +224,9 @@ static int own_chain(kheo_db *db, int role, const char *unit, kheo_buf *bytes,
 		if (!found)
 			break;
 	}
+	if (*n == 0 && !role)
+		return kheo__error(db, KHEO_EAUTH, "no certificate of this "
+			"node holds");
 	if (*n == 0)
 		return kheo__error(db, KHEO_EAUTH, "this node holds no "
 			"certificate that lets it issue a %s certificate for "
@@ -299,7 +302,7 @@ KHEO_EXTERN int kheo_enroll_sign(kheo_db *db, const char *request,
 			"itself");
 	/* the same rule every receiver applies to the result */
 	if (memcmp(db->pk, db->root, KHEO_KEY_SIZE) != 0 &&
-	    (err = own_chain(db, role, unit, &chain, off + 1, lens + 1,
+	    (err = kheo__own_chain(db, role, unit, &chain, off + 1, lens + 1,
 		     &n)) < 0) {
 		kheo_buf_free(&chain);
 		return kheo__error(db, KHEO_EAUTH, "refused: this node (a %s) "
@@ -308,7 +311,7 @@ KHEO_EXTERN int kheo_enroll_sign(kheo_db *db, const char *request,
 			kheo_role_name(role), unit);
 	}
 	if (memcmp(db->pk, db->root, KHEO_KEY_SIZE) == 0 &&
-	    (err = own_chain(db, 0, unit, &chain, off + 1, lens + 1, &n)) < 0) {
+	    (err = kheo__own_chain(db, 0, unit, &chain, off + 1, lens + 1, &n)) < 0) {
 		kheo_buf_free(&chain);
 		return err;
 	}

@@ -270,6 +270,14 @@ int kheo__authz_learn(kheo_db *db, const kheo_changeset *cs,
 /* A new province node: its key becomes the root, with a self-signed
  * certificate published in `_sys`. */
 int kheo__make_root(kheo_db *db);
+/*
+ * This node's certificate chain up to the root, bodies back to back in
+ * `bytes` (offsets and lengths in off/lens, room for 8): first its best
+ * certificate that lets it issue `role` for `unit` (role 0: its best
+ * certificate), then its issuer's, and so on.  KHEO_EAUTH if none holds.
+ */
+int kheo__own_chain(kheo_db *db, int role, const char *unit, kheo_buf *bytes,
+	size_t *off, size_t *lens, size_t *n);
 /* mode, root, cert_role, cert_scope, cert_expires_ms, warnings. */
 int kheo__identity_json(kheo_db *db, struct json_t *o);
 

@@ -218,48 +218,24 @@ static int summarise(kheo_session *s)
 
 /* ------------------------------------------------------------- messages */
 
-/* Our certificate chain, as HELLO carries it. */
+/* Who we are, what we cover, a summary of it, and our certificates. */
 static int send_hello(kheo_session *s)
 {
 	kheo_msg m = { .type = KHEO_MSG_HELLO };
 	const uint8_t *certs[KHEO_SYNC_CERTS_MAX];
-	size_t lens[KHEO_SYNC_CERTS_MAX], n = 0;
+	size_t offs[KHEO_SYNC_CERTS_MAX], lens[KHEO_SYNC_CERTS_MAX], n = 0, i;
 	kheo_buf chain = { 0 };
-	sqlite3_stmt *st;
-	uint8_t subject[KHEO_KEY_SIZE], epoch[8] = { 0 };
+	uint8_t epoch[8] = { 0 };
 	char hex[17] = "";
-	size_t offs[KHEO_SYNC_CERTS_MAX];
-	int err, step;
+	int err;
 
-	/* own chain up to the root, best certificate first */
-	memcpy(subject, s->db->pk, KHEO_KEY_SIZE);
-	for (step = 0; step < (int)KHEO_SYNC_CERTS_MAX; step++) {
-		int found = 0, self = 0;
-
-		if (sqlite3_prepare_v2(s->db->sql, "SELECT body, issuer FROM"
-			    " kheo_cert WHERE subject = ?1 AND status = 1"
-			    " ORDER BY role DESC, not_after DESC LIMIT 1", -1,
-			    &st, NULL) != SQLITE_OK)
-			return fail(s, "certificates: %s",
-				sqlite3_errmsg(s->db->sql));
-		sqlite3_bind_blob(st, 1, subject, KHEO_KEY_SIZE, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			found = 1;
-			offs[n] = chain.len;
-			lens[n] = (size_t)sqlite3_column_bytes(st, 0);
-			kheo_buf_put(&chain, sqlite3_column_blob(st, 0), lens[n]);
-			n++;
-			self = memcmp(sqlite3_column_blob(st, 1), subject,
-				       KHEO_KEY_SIZE) == 0;
-			memcpy(subject, sqlite3_column_blob(st, 1),
-				KHEO_KEY_SIZE);
-		}
-		sqlite3_finalize(st);
-		if (!found || self)
-			break;
+	if (kheo__own_chain(s->db, 0, s->my_scope, &chain, offs, lens,
+		    &n) < 0) {
+		kheo_buf_free(&chain);
+		return fail(s, "%s", kheo_errmsg(s->db));
 	}
-	for (step = 0; step < (int)n; step++)
-		certs[step] = chain.p + offs[step];
+	for (i = 0; i < n; i++)
+		certs[i] = chain.p + offs[i];
 	if (kheo__meta_get_text(s->db, "epoch", hex, sizeof(hex)) == KHEO_OK)
 		kheo_unhex(epoch, 8, hex, strlen(hex));
 	kheo__clear(s->db);
@@ -273,7 +249,7 @@ static int send_hello(kheo_session *s)
 	m.hello.certs = certs;
 	m.hello.cert_lens = lens;
 	m.hello.ncerts = n;
-	err = chain.oom ? fail(s, "out of memory") : send_msg(s, &m);
+	err = send_msg(s, &m);
 	kheo_buf_free(&chain);
 	s->hello_sent = 1;
 	return err;
