@@ -27,7 +27,17 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
        -Wstrict-prototypes -Wvla
 BASE_CPPFLAGS = -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
 	-Iclient-core/include -Iproto
-LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson
+# The audit mirror (client-core/src/audit.c) writes git repositories with
+# libgit2.  AUDIT=0 leaves it out, as a phone build does (phones do not
+# audit): the kheo_audit_* calls then fail with KHEO_EUNSUPPORTED.
+AUDIT ?= 1
+ifeq ($(AUDIT),1)
+AUDIT_PKGS = libgit2
+else
+AUDIT_PKGS =
+BASE_CPPFLAGS += -DKHEO_NO_AUDIT
+endif
+LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson $(AUDIT_PKGS)
 TEST_PKGS = cmocka
 CLI_PKGS  = libqrencode
 DAEMON_PKGS = libuv inih

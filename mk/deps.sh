@@ -19,6 +19,7 @@ jansson:libjansson-dev
 libqrencode:libqrencode-dev
 libuv:libuv1-dev
 inih:libinih-dev
+libgit2:libgit2-dev
 "
 TOOLS="
 pkg-config:pkg-config
