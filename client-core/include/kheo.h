@@ -413,8 +413,10 @@ KHEO_EXTERN int kheo_revoke(kheo_db *db, const char *node,
  * chunks the receiver acknowledges once they are durable, so that a cut
  * session resumes where it stopped.  Database work happens inside
  * kheo_session_input: a daemon calls it off its event loop.  One thread at
- * a time per session; the kheo_db handle must outlive it and not be used by
- * another thread meanwhile.
+ * a time per session; the kheo_db handle it is bound to must outlive the
+ * binding and not be used by another thread meanwhile.  A server with many
+ * sessions need not keep a handle for each: kheo_session_bind moves a
+ * session to any handle of the node for the time of a call.
  *
  *   kheo_session_new(&s, db, &opts);
  *   loop:
@@ -467,7 +469,25 @@ typedef struct kheo_session_stats {
  * node cannot sync (open mode: not enrolled, or cannot sign). */
 KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
 	const kheo_session_options *opts);
+/* Needs no handle: a session may be freed while bound to none. */
 KHEO_EXTERN void kheo_session_free(kheo_session *s);
+
+/*
+ * Bind the session to `db`, another handle of the same node (the same
+ * data directory, opened so that it may sign), or to none with NULL.  A
+ * session is bound to the handle it was made on; between calls it keeps
+ * no statement, transaction or pointer into that handle but the binding,
+ * so a server may hold a few handles for many sessions (one per worker
+ * thread, say) and bind a session to one only while it runs
+ * kheo_session_input.  The handle is borrowed, not owned: it must stay
+ * open while bound, and the session never closes it.  kheo_session_input
+ * needs a binding (calling it unbound is misuse: it aborts);
+ * kheo_session_output, _sent, _status, _error and _free do not.
+ * KHEO_EINVAL when `db` is a handle of another node, KHEO_EAUTH when it
+ * may not sign (opened without the passphrase that seals node.key); the
+ * message is on `db`, and the binding is left as it was.
+ */
+KHEO_EXTERN int kheo_session_bind(kheo_session *s, kheo_db *db);
 
 /* Bytes that came from the peer, all consumed.  An error (the session is
  * then FAILED) when the peer is refused or breaks the protocol. */

@@ -74,6 +74,16 @@ void kheo__channel_init(kheo_channel *ch, int initiator,
 	ch->phase = WAIT_MSG1;
 }
 
+/* Another copy of the same key (the session moved to another kheo_db of
+ * the node), or NULL while the session is bound to none.  The handshake
+ * state borrows the key too, from its init until it ends. */
+void kheo__channel_rebind(kheo_channel *ch, const uint8_t *sk)
+{
+	ch->sk = sk;
+	if (ch->shs && ch->phase > WAIT_ANNOUNCE && ch->phase < RECORDS)
+		ch->shs->sk = sk;
+}
+
 void kheo__channel_free(kheo_channel *ch)
 {
 	if (ch->shs) {

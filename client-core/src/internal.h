@@ -316,6 +316,8 @@ void kheo__channel_init(kheo_channel *ch, int initiator,
 	const uint8_t netkey[32], const uint8_t *sk, const uint8_t *pk,
 	const uint8_t *expect);
 void kheo__channel_free(kheo_channel *ch);
+/* The secret key moved (another handle of the node); NULL: none for now. */
+void kheo__channel_rebind(kheo_channel *ch, const uint8_t *sk);
 /* Bytes from the peer; each whole record goes to on_record. */
 int kheo__channel_input(kheo_channel *ch, const uint8_t *p, size_t n,
 	int (*on_record)(void *arg, const uint8_t *p, size_t n), void *arg);

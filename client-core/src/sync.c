@@ -25,6 +25,7 @@
 #include "internal.h"
 #include "alloc.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -897,11 +898,35 @@ KHEO_EXTERN void kheo_session_free(kheo_session *s)
 	kheo__free(s);
 }
 
+/*
+ * Between calls a session holds no statement, transaction or pointer into
+ * its handle but `db` itself and the channel's borrowed secret key: both
+ * move here.  Each call prepares, steps and finalizes its own statements
+ * and ends its transactions, so any handle of the node will do for the
+ * next one.
+ */
+KHEO_EXTERN int kheo_session_bind(kheo_session *s, kheo_db *db)
+{
+	if (db) {
+		kheo__clear(db);
+		if (memcmp(db->pk, s->ch.pk, KHEO_KEY_SIZE) != 0)
+			return kheo__error(db, KHEO_EINVAL, "the session "
+				"belongs to another node");
+		if (!db->sk)
+			return kheo__error(db, KHEO_EAUTH, "%s",
+				db->sign_refusal);
+	}
+	s->db = db;
+	kheo__channel_rebind(&s->ch, db ? db->sk : NULL);
+	return KHEO_OK;
+}
+
 KHEO_EXTERN int kheo_session_input(kheo_session *s, const uint8_t *p,
 	size_t n)
 {
 	int was_ready = kheo__channel_ready(&s->ch), err;
 
+	assert(s->db && "kheo_session_input: bound to no kheo_db");
 	if (s->state == KHEO_SESSION_FAILED)
 		return KHEO_EPROTO;
 	s->st.bytes_in += n;

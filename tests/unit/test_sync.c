@@ -399,6 +399,96 @@ static void only_what_is_missing_moves(void **state)
 	node_close(&e);
 }
 
+static int64_t clock_of(void *payload)
+{
+	return ((test_node *)payload)->now;
+}
+
+/* A server session bound to a handle only while it runs, a new handle of
+ * the node each time, closed after (as kheod's pool does, at its worst):
+ * it syncs as one that keeps its handle.  A handle of another node, or
+ * one that may not sign, is refused and leaves the binding as it was. */
+static void session_moves_between_handles_of_its_node(void **state)
+{
+	test_node p, h, d;
+	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_open_options ro = KHEO_OPEN_OPTIONS_INIT;
+	kheo_open_options ho = KHEO_OPEN_OPTIONS_INIT;
+	kheo_session *a, *b;
+	kheo_db *other = NULL;
+	char id[KHEO_RECORD_HEX + 1], path[2200];
+	int i, rounds, moved;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	for (i = 0; i < 10; i++)
+		model(&d, id, i);
+	co.initiator = 1;
+	co.chunk_bytes = so.chunk_bytes = 1024;
+	ho.now_ms = clock_of;
+	ho.now_payload = &h;
+	assert_int_equal(kheo_session_new(&a, d.db, &co), KHEO_OK);
+	assert_int_equal(kheo_session_new(&b, h.db, &so), KHEO_OK);
+	assert_int_equal(kheo_session_bind(b, d.db), KHEO_EINVAL);
+	assert_non_null(strstr(kheo_errmsg(d.db), "another node"));
+	assert_int_equal(kheo_session_bind(b, NULL), KHEO_OK);
+	/* a copy of the hub without node.key opens but may not sign */
+	snprintf(path, sizeof(path), "rm -rf '%s-ro' && cp -r '%s' '%s-ro' && "
+		"rm '%s-ro/node.key'", h.dir, h.dir, h.dir, h.dir);
+	assert_int_equal(system(path), 0);
+	snprintf(path, sizeof(path), "%s-ro", h.dir);
+	assert_int_equal(kheo_db_open(&other, path, &ro), KHEO_OK);
+	assert_int_equal(kheo_session_bind(b, other), KHEO_EAUTH);
+	kheo_db_close(other);
+	for (rounds = 0, moved = 1; moved && rounds < 10000; rounds++) {
+		const uint8_t *q;
+		size_t n;
+		uint8_t *copy;
+
+		moved = 0;
+		kheo_session_output(a, &q, &n);
+		if (n) {
+			kheo_db *x = NULL;
+
+			copy = malloc(n);
+			memcpy(copy, q, n);
+			kheo_session_sent(a, n);
+			if (kheo_db_open(&x, h.dir, &ho) < 0)
+				fail_msg("open: %s", kheo_errmsg(x));
+			assert_int_equal(kheo_session_bind(b, x), KHEO_OK);
+			kheo_session_input(b, copy, n);
+			assert_int_equal(kheo_session_bind(b, NULL), KHEO_OK);
+			kheo_db_close(x);
+			free(copy);
+			moved = 1;
+		}
+		/* the server's output, status and error need no handle */
+		kheo_session_output(b, &q, &n);
+		if (n) {
+			copy = malloc(n);
+			memcpy(copy, q, n);
+			kheo_session_sent(b, n);
+			kheo_session_input(a, copy, n);
+			free(copy);
+			moved = 1;
+		}
+	}
+	if (kheo_session_status(b, NULL) != KHEO_SESSION_DONE)
+		fail_msg("%s / %s", kheo_session_error(b),
+			kheo_session_error(a));
+	assert_string_equal(kheo_session_error(b), "");
+	assert_int_equal(kheo_session_status(a, NULL), KHEO_SESSION_DONE);
+	kheo_session_free(b); /* unbound */
+	kheo_session_free(a);
+	node_reopen(&h);
+	snprintf(path, sizeof(path), "%s", node_digest(&h, COMMUNE));
+	assert_string_equal(path, node_digest(&d, COMMUNE));
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 /* Two sessions of one device at once: the second brings the node in sync
  * while the first is between its HELLO and the server's; both sides of
  * the first still decide alike, from the summaries they exchanged. */
@@ -496,6 +586,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_teardown(
 			overlapping_sessions_of_one_node_agree, teardown),
+		cmocka_unit_test_teardown(
+			session_moves_between_handles_of_its_node, teardown),
 		cmocka_unit_test_teardown(other_network_is_refused, teardown),
 		cmocka_unit_test_teardown(
 			device_with_a_wrong_clock_is_told_to_fix_it, teardown),
