@@ -54,5 +54,6 @@ int cmd_bundle(cli *c);
 int cmd_enroll(cli *c);
 int cmd_revoke(cli *c);
 int cmd_sync(cli *c);
+int cmd_audit(cli *c);
 
 #endif

@@ -43,11 +43,13 @@ static const struct {
 		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
 	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },
 	{ "sync", cmd_sync, "HOST:PORT [--key HEX] | --now" },
+	{ "audit", cmd_audit, "export GITDIR | verify GITDIR | replay GITDIR "
+		"(--until DATE | --received-until DATE) [--out DIR]" },
 };
 
 /* Commands of the contract that later work brings. */
 static const char *const later[] = {
-	"report", "attach", "blob", "audit",
+	"report", "attach", "blob",
 };
 
 static void usage(FILE *f)

@@ -505,6 +505,141 @@ KHEO_EXTERN kheo_session_state kheo_session_status(const kheo_session *s,
 /* Why it failed, for a log line naming the peer; "" if it did not. */
 KHEO_EXTERN const char *kheo_session_error(const kheo_session *s);
 
+/* ---------------------------------------------------------------------
+ * The audit mirror (DESIGN.md, Audit; docs/auditor.md).
+ *
+ * A node's applied changesets, written as a git repository that auditors
+ * read with stock git: one commit per applied changeset, in this node's
+ * apply order, whose tree is the readable state (UNIT/TABLE/ID.json, one
+ * field per line) plus the signed changesets (_changesets/ab/cdef....kcs)
+ * and the mirror's facts (_kheo/mirror.json, _kheo/schema.json).  Git
+ * author = the changeset's author, dated by its clock; committer = the
+ * mirroring node, dated when it applied the changeset.  The byte layout
+ * and the commit message's trailers are in docs/auditor.md.
+ *
+ * Built with libgit2; a build with AUDIT=0 (phones) has these calls, and
+ * they fail with KHEO_EUNSUPPORTED.
+ */
+
+typedef struct kheo_audit_stats {
+	size_t commits;      /* commits written (export) or read */
+	size_t changesets;   /* changesets replayed into the rebuilt state */
+	size_t ops;          /* their ops */
+	size_t errors;       /* findings: the mirror is not what kheo wrote */
+	size_t warnings;     /* findings about the history it records:
+			      * equivocation, back-dating */
+	char tip[41];        /* the mirror's head commit (hex), "" if none */
+	char digest[65];     /* replay: kheo_digest of the rebuilt state
+			      * under the mirrored node's unit, in hex */
+} kheo_audit_stats;
+
+/*
+ * Append to the mirror in `gitdir` (a bare repository, made when the
+ * folder is missing or empty) a commit for every changeset this node
+ * applied since the last export, and move refs/heads/main to the last.
+ * The history already there is verified first (as kheo_audit_verify
+ * does) and rebuilt: a mirror that does not verify, or that mirrors
+ * another node, is refused (KHEO_ECORRUPT, KHEO_EINVAL) and left as it
+ * was.  Pending (unsealed) edits are not exported.  Objects are written as
+ * packs, and the branch moves only after they are on disk, so an
+ * interrupted export leaves the mirror as it was before.  Errors on db
+ * (kheo_errmsg).  st (may be NULL) is filled.
+ */
+KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
+	kheo_audit_stats *st);
+
+/* What kheo_audit_verify found, handed to the options' callback. */
+typedef enum kheo_audit_severity {
+	KHEO_AUDIT_ERROR = 1,   /* the mirror was altered: verify fails */
+	KHEO_AUDIT_WARNING = 2, /* the history is genuine but says something
+				 * an auditor must see */
+} kheo_audit_severity;
+
+typedef struct kheo_audit_finding {
+	kheo_audit_severity severity;
+	const char *kind;   /* "edited", "added", "removed", "changeset",
+			     * "history", "dates", "message", "chain-gap",
+			     * "rejected", "equivocation", "back-dated" */
+	size_t seq;         /* the commit's place in the history (1 is the
+			     * first), 0 when it concerns no one commit */
+	const char *commit; /* its id (hex), "" when none */
+	const char *path;   /* the file concerned, "" when none */
+	const char *msg;    /* a sentence for people */
+} kheo_audit_finding;
+
+#define KHEO_AUDIT_BACKDATE_MS (7LL * 24 * 3600 * 1000)
+
+typedef struct kheo_audit_options {
+	unsigned int version;
+	/* A changeset is back-dated when its clock lies more than this before
+	 * the first province receipt that covers it; 0: 7 days. */
+	int64_t backdate_ms;
+	/* Every finding, as it is found (the pointers are borrowed for the
+	 * call); NULL to only count them. */
+	void (*finding)(const kheo_audit_finding *f, void *payload);
+	void *payload;
+} kheo_audit_options;
+
+#define KHEO_AUDIT_OPTIONS_VERSION 1
+#define KHEO_AUDIT_OPTIONS_INIT { KHEO_AUDIT_OPTIONS_VERSION, 0, NULL, NULL }
+
+/* A mirror opened for reading: no node needed, only the git repository
+ * (bare, or a clone with a work tree). */
+typedef struct kheo_audit kheo_audit;
+
+/*
+ * Open the mirror in `gitdir`: its history from HEAD down to the first
+ * commit, and the mirrored node's facts.  As for kheo_db_open, *out is
+ * set even on failure when memory allows, for kheo_audit_errmsg; free it
+ * with kheo_audit_free either way.  KHEO_ENOTFOUND when it is not a git
+ * repository or has no commits, KHEO_ECORRUPT when it is not a mirror.
+ */
+KHEO_EXTERN int kheo_audit_open(kheo_audit **out, const char *gitdir,
+	const kheo_audit_options *opts);
+KHEO_EXTERN void kheo_audit_free(kheo_audit *a);
+/* The last error's message; borrowed until the next call on a. */
+KHEO_EXTERN const char *kheo_audit_errmsg(const kheo_audit *a);
+
+/*
+ * Re-verify every changeset (signature, id, chain), rebuild the state
+ * from them commit by commit with the merge code every node runs, and
+ * compare every commit (its tree, message, author and committer) with
+ * what kheo would have written.  Chain gaps and equivocation, back-dated
+ * changesets: findings.  KHEO_ECORRUPT when any finding is an error
+ * (the first one's sentence in kheo_audit_errmsg); KHEO_OK otherwise,
+ * warnings or not.  Can be called once per handle.
+ */
+KHEO_EXTERN int kheo_audit_verify(kheo_audit *a, kheo_audit_stats *st);
+
+typedef enum kheo_replay_mode {
+	/* the changesets clocked up to the date (and every _sys changeset:
+	 * the certificates and units every decision rests on) */
+	KHEO_REPLAY_CLOCK = 1,
+	/* the changesets the mirrored node had applied by the date: the
+	 * state it held then */
+	KHEO_REPLAY_RECEIVED = 2,
+} kheo_replay_mode;
+
+/*
+ * Rebuild the state up to `until_ms` (ms since the epoch, UTC).  With
+ * `outdir`, write it as a new data directory there (refused if it holds a
+ * node): the mirrored node's key, unit and root, no secret key, so it
+ * opens for reading with the CLI, and its kheo.db with sqlite3.  With
+ * json_out (may be NULL), a JSON object (kheo_free) of the mode, the date,
+ * counts, the digest and every record ("_table" added).  Signatures are
+ * checked as for verify, trees are not.  Can be called once per handle.
+ */
+KHEO_EXTERN int kheo_audit_replay(kheo_audit *a, kheo_replay_mode mode,
+	int64_t until_ms, const char *outdir, char **json_out,
+	kheo_audit_stats *st);
+
+/*
+ * A date as people and scripts write it, to ms since the epoch (UTC):
+ * 2024-05-01 (the end of that day), 2024-05-01T10:30[:15[.250]] with an
+ * optional Z or +07:00 (UTC without one), or @MS.  KHEO_EINVAL otherwise.
+ */
+KHEO_EXTERN int kheo_audit_parse_time(int64_t *out, const char *text);
+
 #ifdef __cplusplus
 }
 #endif

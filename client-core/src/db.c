@@ -967,27 +967,26 @@ int kheo__resolve_node(kheo_db *db, uint8_t out[KHEO_KEY_SIZE],
  * A scratch store in memory with this node's schema and identity (but no
  * signing key): where kheo_verify rebuilds the state from the changesets.
  */
-int kheo__db_scratch(kheo_db *db, kheo_db **out)
+int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
+	const char *schema_json, size_t schema_len,
+	const uint8_t pk[KHEO_KEY_SIZE], kheo_node_role role,
+	const char *unit)
 {
 	kheo_db *s;
 	int rc, err;
 
-	if ((err = handle_new(out, ":memory:", &db->opts)) < 0)
+	if ((err = handle_new(out, ":memory:", opts)) < 0)
 		return err;
 	s = *out;
-	memcpy(s->pk, db->pk, KHEO_KEY_SIZE);
-	s->role = db->role;
-	memcpy(s->unit, db->unit, sizeof(s->unit));
-	if ((err = load_schema(s, db->schema->json, db->schema->json_len)) < 0)
+	memcpy(s->pk, pk, KHEO_KEY_SIZE);
+	s->role = role;
+	snprintf(s->unit, sizeof(s->unit), "%s", unit);
+	if ((err = load_schema(s, schema_json, schema_len)) < 0)
 		return err;
 	rc = sqlite3_open_v2(":memory:", &s->sql,
 		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(s, rc, "scratch store");
-	/* the same trust, so it decides every changeset as this node did */
-	s->enforcing = db->enforcing;
-	memcpy(s->root, db->root, KHEO_KEY_SIZE);
-	s->cert_role = db->cert_role;
 	if ((err = kheo__exec(s, "CREATE TEMP TABLE kheo_dirty(rid BLOB "
 				 "PRIMARY KEY) WITHOUT ROWID;"
 				 "CREATE TEMP TABLE kheo_lock(lo INTEGER NOT "
@@ -996,4 +995,73 @@ int kheo__db_scratch(kheo_db *db, kheo_db **out)
 	    (err = kheo__prepare_upserts(s)) < 0)
 		return err;
 	return KHEO_OK;
+}
+
+int kheo__db_scratch(kheo_db *db, kheo_db **out)
+{
+	kheo_db *s;
+	int err;
+
+	if ((err = kheo__db_scratch_for(out, &db->opts, db->schema->json,
+		     db->schema->json_len, db->pk, db->role, db->unit)) < 0)
+		return err;
+	s = *out;
+	/* the same trust, so it decides every changeset as this node did */
+	s->enforcing = db->enforcing;
+	memcpy(s->root, db->root, KHEO_KEY_SIZE);
+	s->cert_role = db->cert_role;
+	return KHEO_OK;
+}
+
+int kheo__db_scratch_save(kheo_db *s, const char *dir)
+{
+	uint8_t install[16], epoch[8];
+	char hex[2 * KHEO_KEY_SIZE + 1], *path;
+	struct stat sb;
+	sqlite3_stmt *st;
+	int rc, err;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return kheo__error(s, KHEO_EIO, "%s: %s", dir, strerror(errno));
+	if (!(path = path_join(dir, DB_FILE)))
+		return KHEO_ENOMEM;
+	if (stat(path, &sb) == 0) {
+		err = kheo__error(s, KHEO_EEXISTS, "%s already holds a kheo "
+			"node", dir);
+		kheo__free(path);
+		return err;
+	}
+	kheo_hex(hex, s->pk, KHEO_KEY_SIZE);
+	if ((err = kheo__meta_set_int(s, "format", DB_FORMAT)) < 0 ||
+	    (err = kheo__meta_set_text(s, "key", hex)) < 0 ||
+	    (err = kheo__meta_set_int(s, "role", s->role)) < 0 ||
+	    (err = kheo__meta_set_text(s, "unit", s->unit)) < 0 ||
+	    (err = kheo__meta_set_text(s, "schema", s->schema->json)) < 0 ||
+	    (err = kheo__meta_set_int(s, "clock", (int64_t)s->clock)) < 0)
+		goto done;
+	/* a new install id and no node.key: the copy opens for reading */
+	randombytes_buf(install, sizeof(install));
+	kheo_hex(hex, install, sizeof(install));
+	if ((err = kheo__meta_set_text(s, "install_id", hex)) < 0)
+		goto done;
+	randombytes_buf(epoch, sizeof(epoch));
+	kheo_hex(hex, epoch, sizeof(epoch));
+	if ((err = kheo__meta_set_text(s, "epoch", hex)) < 0)
+		goto done;
+	if (s->enforcing) {
+		kheo_hex(hex, s->root, KHEO_KEY_SIZE);
+		if ((err = kheo__meta_set_text(s, "root", hex)) < 0)
+			goto done;
+	}
+	rc = sqlite3_prepare_v2(s->sql, "VACUUM INTO ?1", -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		err = kheo__sqlerr(s, rc, "save");
+		goto done;
+	}
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	err = kheo__step_done(s, st, path);
+	sqlite3_finalize(st);
+done:
+	kheo__free(path);
+	return err;
 }

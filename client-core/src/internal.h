@@ -82,6 +82,8 @@ struct kheo_db {
 	sqlite3_stmt *stmt[ST_COUNT];
 	sqlite3_stmt **upsert;  /* per schema table: materialise one record */
 	int sealing;            /* receiving what this node just sealed */
+	int track_touched;      /* flushes also note records in
+				 * temp.kheo_touched (audit.c's rebuild) */
 	int in_tx;              /* a transaction is open */
 	int savepoints;         /* calls nested inside it (import batches) */
 };
@@ -118,6 +120,17 @@ int kheo__prepare_upserts(kheo_db *db);
 
 /* An in-memory store with this node's schema and key (verify.c). */
 int kheo__db_scratch(kheo_db *db, kheo_db **out);
+/* The same for a node known only by its facts (audit.c rebuilds a mirrored
+ * node from its git mirror): schema JSON, key, role and unit.  Not
+ * enforcing until kheo__authz_set_root. */
+int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
+	const char *schema_json, size_t schema_len,
+	const uint8_t pk[KHEO_KEY_SIZE], kheo_node_role role,
+	const char *unit);
+/* Write a scratch store out as the database of a new data directory
+ * `dir` (created; refused if it holds a node): a node with the scratch's
+ * key, role, unit and root, and no node.key, so it opens for reading. */
+int kheo__db_scratch_save(kheo_db *scratch, const char *dir);
 
 /* Wall time in ms, through the open options' clock. */
 int64_t kheo__now_ms(const kheo_db *db);
@@ -211,6 +224,9 @@ void kheo__live_free(kheo_live_set *s);
 int kheo__live_ids(kheo_db *db, kheo_opid **out, size_t *n,
 	uint8_t (**keys)[KHEO_KEY_SIZE], const uint8_t *rid, const char *field,
 	const kheo_value *member);
+
+/* A record as kheo_get_json shows it (read.c), or NULL with *err set. */
+struct json_t *kheo__record_json(kheo_db *db, const uint8_t *rid, int *err);
 
 /* The value as JSON (jansson), for set columns and reads. */
 struct json_t *kheo__value_json(const kheo_value *v);

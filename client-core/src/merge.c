@@ -835,6 +835,12 @@ int kheo__flush_dirty(kheo_db *db)
 		return err;
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return kheo__sqlerr(db, rc, "dirty");
+	/* the audit mirror's rebuild writes a file for every record that
+	 * changed, whichever path (merge, release, roles) changed it */
+	if (db->track_touched &&
+	    (err = kheo__exec(db, "INSERT OR IGNORE INTO temp.kheo_touched"
+				  " SELECT rid FROM temp.kheo_dirty")) < 0)
+		return err;
 	if (!(st = kheo__stmt(db, ST_DIRTY_CLEAR)))
 		return KHEO_ERROR;
 	return kheo__step_done(db, st, "dirty");

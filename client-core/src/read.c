@@ -70,8 +70,9 @@ int kheo__json_out(kheo_db *db, char **out, json_t *j)
 	return *out ? KHEO_OK : KHEO_ENOMEM;
 }
 
-/* The JSON object of one record, or NULL with *err set. */
-static json_t *record_json(kheo_db *db, const uint8_t *rid, int *err)
+/* The JSON object of one record, or NULL with *err set (also used by
+ * audit.c for the mirror's record files). */
+json_t *kheo__record_json(kheo_db *db, const uint8_t *rid, int *err)
 {
 	const kheo_stable *t;
 	kheo_live_set live;
@@ -238,7 +239,7 @@ KHEO_EXTERN int kheo_get_json(kheo_db *db, char **out, const char *table,
 			return kheo__error(db, KHEO_ENOTFOUND,
 				"no %s with id %s", table, id);
 	}
-	if (!(obj = record_json(db, rid, &err)))
+	if (!(obj = kheo__record_json(db, rid, &err)))
 		return err;
 	return kheo__json_out(db, out, obj);
 }
@@ -321,7 +322,7 @@ KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 
 		kheo_unhex(rid, KHEO_RECORD_SIZE,
 			(const char *)sqlite3_column_text(st, 0), 32);
-		if ((obj = record_json(db, rid, &err)))
+		if ((obj = kheo__record_json(db, rid, &err)))
 			json_array_append_new(arr, obj);
 	}
 	if (err == KHEO_OK && rc != SQLITE_DONE)
@@ -431,7 +432,7 @@ KHEO_EXTERN int kheo_conflicts_json(kheo_db *db, char **out)
 
 			kheo_unhex(rid, KHEO_RECORD_SIZE,
 				(const char *)sqlite3_column_text(st, 0), 32);
-			if (!(rec = record_json(db, rid, &err)))
+			if (!(rec = kheo__record_json(db, rid, &err)))
 				break;
 			c = json_object_get(rec, "_conflicts");
 			json_object_foreach(c, k, o) {
