@@ -3,12 +3,14 @@
  * devices and hubs open to this node, and the one upstream.c opens to the
  * province.
  *
- * Each connection owns a kheo_db handle (SQLite in WAL mode with a busy
- * timeout lets many of them share the store) and a kheo_session.  Every
- * call that may touch the database (open, kheo_session_new,
- * kheo_session_input, free and close) runs in libuv's thread pool, one at
- * a time per connection; the loop thread only moves bytes and reads the
- * session's state while no work is running.  A connection is always in
+ * Each connection owns a kheo_session, and no database handle: the
+ * handles of the node are a pool shared by all connections (below), and
+ * a session is bound to one (kheo_session_bind) only while a call of its
+ * runs.  Every call that may touch the database (kheo_session_new and
+ * kheo_session_input) runs in libuv's thread pool, one at a time per
+ * connection; the loop thread only moves bytes, reads the session's
+ * state while no work is running, and frees it (which needs no handle).
+ * A connection is always in
  * one of three states: database work running, a write in flight, or
  * waiting for the peer.  Bytes that arrive meanwhile are kept, up to
  * max_buffer, and reading pauses until the session has taken them: what a
@@ -35,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum job { JOB_OPEN = 1, JOB_INPUT, JOB_CLOSE };
+enum job { JOB_OPEN = 1, JOB_INPUT };
 
 struct conn {
 	struct conn *prev, *next;
@@ -52,8 +54,7 @@ struct conn {
 	char expect[KHEO_KEY_HEX + 1];
 	kheo_session_options opts;
 
-	kheo_db *db;         /* owned by whoever runs the current job */
-	kheo_session *s;
+	kheo_session *s;     /* bound to no handle between jobs */
 	kheo_session_state phase; /* the last state before DONE or FAILED */
 	uint8_t *in;         /* read, not yet handed to the session */
 	size_t in_len, in_cap;
@@ -61,7 +62,7 @@ struct conn {
 	size_t feed_len;
 	enum job job;
 	int job_rc;
-	char job_err[256];   /* JOB_OPEN's failure, written by the thread */
+	char job_err[256];   /* a job's failure, written by the thread */
 
 	int connected, working, writing, reading, eof;
 	int ending;          /* a reason is set: close when no work runs */
@@ -191,42 +192,140 @@ static void on_timer(uv_timer_t *t)
 		end(c, "idle for %u s (idle_timeout)", srv.idle_timeout);
 }
 
+/* ------------------------------------------------ the node's handles */
+
+/*
+ * The node's kheo_db handles, shared by every connection: a job takes one
+ * for its call and gives it back after, its session bound to it
+ * (kheo_session_bind) only meanwhile.  So no more are open than jobs run
+ * at once, that is libuv's thread pool size (UV_THREADPOOL_SIZE, 4 by
+ * default), however many connections there are: a handle costs about
+ * 234 KB and SQLite's page cache (up to cache_size, 16 MiB), a
+ * connection without one some 10 KiB (bench_sessions measures it).
+ * Handles are opened as jobs first need them and kept until kheod stops.
+ *
+ * A handle whose call failed after the secure channel was up (when the
+ * session may have been doing database work) is closed rather than given
+ * back: cheap insurance against anything a failure path might leave on
+ * it, and only enrolled peers get that far.  Failures in the handshake
+ * (garbage, strangers, timeouts) touch no database and keep theirs.
+ */
+static struct {
+	uv_mutex_t lock;
+	int lock_ready;
+	kheo_db **free;      /* idle handles */
+	size_t nfree, cap;
+	unsigned open;       /* in all, idle or lent */
+} pool;
+
+/* A handle for one call, from a worker thread; NULL with a message. */
+static kheo_db *pool_take(char *err, size_t len)
+{
+	kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
+	kheo_db *db = NULL;
+	unsigned n = 0;
+
+	uv_mutex_lock(&pool.lock);
+	if (pool.nfree)
+		db = pool.free[--pool.nfree];
+	else
+		n = ++pool.open;
+	uv_mutex_unlock(&pool.lock);
+	if (db)
+		return db;
+	o.log = log_kheo;
+	o.passphrase = srv.pass;
+	if (kheo_db_open(&db, srv.dir, &o) < 0) {
+		strf(err, len, "cannot open the node in %s: %s", srv.dir,
+			kheo_errmsg(db));
+		kheo_db_close(db);
+		uv_mutex_lock(&pool.lock);
+		pool.open--;
+		uv_mutex_unlock(&pool.lock);
+		return NULL;
+	}
+	log_debug("database handle %u opened", n);
+	return db;
+}
+
+/* Back to the pool, or closed (keep 0, or no memory to keep it). */
+static void pool_give(kheo_db *db, int keep)
+{
+	kheo_db **v;
+
+	uv_mutex_lock(&pool.lock);
+	if (keep && pool.nfree == pool.cap) {
+		size_t cap = pool.cap ? 2 * pool.cap : 8;
+
+		if ((v = realloc(pool.free, cap * sizeof(*v)))) {
+			pool.free = v;
+			pool.cap = cap;
+		} else {
+			keep = 0;
+		}
+	}
+	if (keep)
+		pool.free[pool.nfree++] = db;
+	else
+		pool.open--;
+	uv_mutex_unlock(&pool.lock);
+	if (!keep)
+		kheo_db_close(db);
+}
+
+/* Close the idle handles: when the last connection is gone. */
+static void pool_drain(void)
+{
+	while (pool.nfree)
+		kheo_db_close(pool.free[--pool.nfree]);
+	pool.open = 0;
+	free(pool.free);
+	pool.free = NULL;
+	pool.cap = 0;
+}
+
 /* ------------------------------------------------- database work (pool) */
 
 static void do_job(uv_work_t *w)
 {
 	struct conn *c = w->data;
-	kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
+	kheo_session_stats st;
 	const char *msg;
+	kheo_db *db;
 	int rc;
 
+	c->job_err[0] = '\0';
+	if (!(db = pool_take(c->job_err, sizeof(c->job_err)))) {
+		c->job_rc = KHEO_ERROR;
+		return;
+	}
 	switch (c->job) {
 	case JOB_OPEN:
-		o.log = log_kheo;
-		o.passphrase = srv.pass;
-		if ((rc = kheo_db_open(&c->db, srv.dir, &o)) < 0) {
-			strf(c->job_err, sizeof(c->job_err), "cannot open "
-				"the node in %s: %s", srv.dir,
-				kheo_errmsg(c->db));
-			kheo_db_close(c->db);
-			c->db = NULL;
-			break;
-		}
-		if ((rc = kheo_session_new(&c->s, c->db, &c->opts)) < 0) {
-			msg = kheo_errmsg(c->db);
+		if ((rc = kheo_session_new(&c->s, db, &c->opts)) < 0) {
+			msg = kheo_errmsg(db);
 			strf(c->job_err, sizeof(c->job_err), "cannot start "
 				"a session: %s (%s)", msg && *msg ? msg :
 				"this node cannot sync", kheo_error_name(rc));
 			c->s = NULL;
+		} else {
+			(void)kheo_session_bind(c->s, NULL); /* cannot fail */
 		}
+		c->job_rc = rc;
+		pool_give(db, 1);
 		break;
 	case JOB_INPUT:
+		if ((rc = kheo_session_bind(c->s, db)) < 0) {
+			strf(c->job_err, sizeof(c->job_err), "%s",
+				kheo_errmsg(db));
+			c->job_rc = rc;
+			pool_give(db, 0);
+			break;
+		}
 		/* An error leaves the session FAILED; pump() reads why. */
 		c->job_rc = kheo_session_input(c->s, c->feed, c->feed_len);
-		break;
-	case JOB_CLOSE:
-		kheo_session_free(c->s);
-		kheo_db_close(c->db);
+		(void)kheo_session_bind(c->s, NULL);
+		kheo_session_status(c->s, &st);
+		pool_give(db, c->job_rc == KHEO_OK || !st.peer[0]);
 		break;
 	}
 }
@@ -243,9 +342,12 @@ static void conn_free(struct conn *c)
 	free(c->in);
 	free(c->feed);
 	free(c);
-	if (srv.stopping && srv.n == 0 && srv.grace_open) {
-		srv.grace_open = 0;
-		uv_close((uv_handle_t *)&srv.grace, NULL);
+	if (srv.stopping && srv.n == 0) {
+		pool_drain();
+		if (srv.grace_open) {
+			srv.grace_open = 0;
+			uv_close((uv_handle_t *)&srv.grace, NULL);
+		}
 	}
 }
 
@@ -264,17 +366,13 @@ static void after_job(uv_work_t *w, int status)
 			end(c, "%s", c->job_err);
 		break;
 	case JOB_INPUT:
-		/* the header promises FAILED with a reason; if not, say so */
+		/* no handle for it; or the header promises FAILED with a
+		 * reason, and if not, say so */
 		if (c->job_rc < 0 && kheo_session_status(c->s, NULL) !=
 		    KHEO_SESSION_FAILED)
-			end(c, "kheo_session_input: %s",
+			end(c, "%s", c->job_err[0] ? c->job_err :
 				kheo_error_name(c->job_rc));
 		break;
-	case JOB_CLOSE:
-		c->s = NULL;
-		c->db = NULL;
-		conn_free(c);
-		return;
 	}
 	if (c->ending) {
 		conn_close(c);
@@ -302,10 +400,9 @@ static void on_closed(uv_handle_t *h)
 
 	if (--c->handles > 0)
 		return;
-	if (c->s || c->db)
-		queue(c, JOB_CLOSE);  /* free and close off the loop */
-	else
-		conn_free(c);
+	kheo_session_free(c->s); /* no handle, no work runs */
+	c->s = NULL;
+	conn_free(c);
 }
 
 /* The line that says how the session ended, logged and handed to the
@@ -676,6 +773,13 @@ int server_start(uv_loop_t *loop, const struct conf *c,
 	int rc;
 
 	srv.loop = loop;
+	if (!pool.lock_ready) {
+		if ((rc = uv_mutex_init(&pool.lock)) < 0) {
+			strf(err, len, "mutex: %s", uv_strerror(rc));
+			return -1;
+		}
+		pool.lock_ready = 1;
+	}
 	strf(srv.dir, sizeof(srv.dir), "%s", c->dir);
 	srv.pass = passphrase;
 	server_reconf(c);
@@ -741,6 +845,7 @@ void server_stop(void)
 		srv.listening = 0;
 	}
 	if (srv.n == 0) {
+		pool_drain();
 		if (srv.grace_open) {
 			srv.grace_open = 0;
 			uv_close((uv_handle_t *)&srv.grace, NULL);

@@ -1,7 +1,8 @@
 #!/bin/sh
-# run.sh - what `make bench` runs after building bench_proto and
-# bench_core: make the traces, then measure proto/ on each, and libkheo's
-# edit and receive rates on the medium one.
+# run.sh - what `make bench` runs after building the benches and kheod:
+# make the traces, then measure proto/ on each, libkheo's edit and
+# receive rates and its sync sessions on the medium one, and what one
+# kheod costs per concurrent session.
 #
 #   sh tests/bench/run.sh [BUILD]
 #
@@ -60,6 +61,13 @@ echo
 echo "== sync sessions on the medium trace"
 "$out/bench_sync" "$out/medium.jsonl" "${TMPDIR:-/tmp}/kheo-bench-sync"
 rm -rf "${TMPDIR:-/tmp}/kheo-bench-sync"
+
+# kheod: 1,000 device sessions held open at one hub, its memory
+echo
+echo "== concurrent sessions at one kheod"
+"$out/bench_sessions" "$BUILD/kheod" "${TMPDIR:-/tmp}/kheo-bench-sessions" \
+	"$out/medium.jsonl"
+rm -rf "${TMPDIR:-/tmp}/kheo-bench-sessions"
 
 if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	# shellcheck disable=SC2086
