@@ -178,14 +178,16 @@ fuzz: $(GEN_SRC) | deps
 	done
 
 BENCH_BIN = $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_core \
-	$(BUILD)/bench/bench_sync $(BUILD)/bench/bench_sessions
+	$(BUILD)/bench/bench_sync $(BUILD)/bench/bench_sessions \
+	$(BUILD)/bench/bench_daemon
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libkheo.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags jansson) -o $@ \
 		$(filter-out %.h,$^) $$($(PKG_CONFIG) --libs jansson) \
 		$(PKG_LIBS) -lm
 # the daemon benches drive kheod processes (tests/bench/daemons.h)
-$(BUILD)/bench/bench_sessions: tests/bench/daemons.h
+$(BUILD)/bench/bench_sessions $(BUILD)/bench/bench_daemon: \
+	tests/bench/daemons.h
 
 bench: | deps
 	@sh mk/deps.sh libjansson-dev

@@ -1,8 +1,9 @@
 #!/bin/sh
 # run.sh - what `make bench` runs after building the benches and kheod:
 # make the traces, then measure proto/ on each, libkheo's edit and
-# receive rates and its sync sessions on the medium one, and what one
-# kheod costs per concurrent session.
+# receive rates and its sync sessions on the medium one, what one kheod
+# costs per concurrent session, and the traces through kheod processes
+# on loopback (bench_daemon: a province and 8 hubs).
 #
 #   sh tests/bench/run.sh [BUILD]
 #
@@ -69,9 +70,22 @@ echo "== concurrent sessions at one kheod"
 	"$out/medium.jsonl"
 rm -rf "${TMPDIR:-/tmp}/kheo-bench-sessions"
 
+# the whole medium trace through a province kheod and 8 hub kheods
+echo
+echo "== kheod processes on the medium trace"
+"$out/bench_daemon" "$BUILD/kheod" "$out/medium.jsonl" \
+	"${TMPDIR:-/tmp}/kheo-bench-daemon" 279e6
+rm -rf "${TMPDIR:-/tmp}/kheo-bench-daemon"
+
 if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	# shellcheck disable=SC2086
 	trace large --records 1000 $common
 	echo
 	"$bin" "$out/large.jsonl" "large trace (--records 1000)"
+	# about ten times the medium one's time: the longest part of make bench
+	echo
+	echo "== kheod processes on the large trace"
+	"$out/bench_daemon" "$BUILD/kheod" "$out/large.jsonl" \
+		"${TMPDIR:-/tmp}/kheo-bench-daemon"
+	rm -rf "${TMPDIR:-/tmp}/kheo-bench-daemon"
 fi
