@@ -292,6 +292,9 @@ static int mirror_init(mirror *m, kheo_db *db, const kheo_audit_options *o)
 		m->opts.backdate_ms = KHEO_AUDIT_BACKDATE_MS;
 	if (git_libgit2_init() < 0)
 		return merr(m, KHEO_ERROR, "libgit2 would not start");
+	/* libgit2 keeps up to 256 MiB of objects read (process-wide); a
+	 * replay reads each commit and tree once, so a few MiB do */
+	git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)(8 << 20));
 	if (kheo_codec_new(&m->plain, 0) < 0)
 		return KHEO_ENOMEM;
 	return KHEO_OK;
@@ -1160,7 +1163,7 @@ static int check_commit(mirror *m, size_t i, int check)
 	const char *msg;
 	char val[160], path[96];
 	uint8_t id[KHEO_ID_SIZE];
-	int64_t applied;
+	int64_t applied = 0;
 	int rc, err = KHEO_OK;
 
 	memset(&o, 0, sizeof(o));
