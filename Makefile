@@ -136,7 +136,8 @@ $(BUILD)/tests/replay_%: $(BUILD)/tobj/tests/fuzz/%.o \
 unit-test: $(UNIT_BIN) $(REPLAY_BIN) | deps
 	@BUILD=$(BUILD) RUNNER="$(RUNNER)" sh tests/run.sh unit
 
-test: all $(UNIT_BIN) $(REPLAY_BIN) $(DEMO_BIN) | deps
+test: all $(UNIT_BIN) $(REPLAY_BIN) $(DEMO_BIN) $(BUILD)/bench/bench_sessions \
+		| deps
 	@BUILD=$(BUILD) RUNNER="$(RUNNER)" sh tests/run.sh all
 
 asan: | deps
