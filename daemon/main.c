@@ -107,12 +107,16 @@ static void drop_privileges(const char *user)
 	log_info("running as %s", user);
 }
 
-/* A session holds a socket and SQLite's database, -wal and -shm files:
- * raise the soft limit on descriptors as far as the hard one allows, and
- * say so when max_sessions cannot be reached. */
+/* A session holds a socket; each database handle (one per thread of
+ * libuv's pool, server.c) SQLite's database, -wal and -shm files: raise
+ * the soft limit on descriptors as far as the hard one allows, and say so
+ * when max_sessions cannot be reached. */
 static void raise_nofile(unsigned sessions)
 {
-	rlim_t want = (rlim_t)sessions * 4 + 64;
+	const char *env = getenv("UV_THREADPOOL_SIZE");
+	unsigned long threads = env && *env ? strtoul(env, NULL, 10) : 4;
+	rlim_t want = (rlim_t)sessions + 4 * (rlim_t)(threads ? threads : 4)
+		      + 64;
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
