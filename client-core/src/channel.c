@@ -112,7 +112,11 @@ static int open_streams(kheo_channel *ch)
 	sodium_memzero(tx, sizeof(tx));
 	sodium_memzero(rx, sizeof(rx));
 	kheo_shs_keys_wipe(&ch->keys);
+	/* the handshake's guarded pages (a few KiB each, mlocked) are not
+	 * kept for the session's life: a hub holds a thousand sessions */
 	kheo_shs_wipe(ch->shs);
+	sodium_free(ch->shs);
+	ch->shs = NULL;
 	if (err < 0) {
 		snprintf(ch->err, sizeof(ch->err), "out of memory");
 		ch->phase = BROKEN;
