@@ -201,8 +201,12 @@ static void on_timer(uv_timer_t *t)
  * at once, that is libuv's thread pool size (UV_THREADPOOL_SIZE, 4 by
  * default), however many connections there are: a handle costs about
  * 234 KB and SQLite's page cache (up to cache_size, 16 MiB), a
- * connection without one some 10 KiB (bench_sessions measures it).
- * Handles are opened as jobs first need them and kept until kheod stops.
+ * connection without one some 12 KiB (bench_sessions measures it).
+ * Handles are opened as jobs need them and kept for POOL_AGE at most: a
+ * handle reads the node's identity when it opens (key, root,
+ * certificates' role), so a `kheo enroll accept` or `kheo rekey` run on
+ * the node beside kheod reaches its sessions within that time, as it
+ * reached the next session when each had a handle of its own.
  *
  * A handle whose call failed after the secure channel was up (when the
  * session may have been doing database work) is closed rather than given
@@ -210,49 +214,61 @@ static void on_timer(uv_timer_t *t)
  * it, and only enrolled peers get that far.  Failures in the handshake
  * (garbage, strangers, timeouts) touch no database and keep theirs.
  */
+#define POOL_AGE (60 * (uint64_t)1000000000) /* ns */
+
+struct pooled {
+	kheo_db *db;
+	uint64_t born;       /* uv_hrtime() at open */
+};
+
 static struct {
 	uv_mutex_t lock;
 	int lock_ready;
-	kheo_db **free;      /* idle handles */
+	struct pooled *free; /* idle handles */
 	size_t nfree, cap;
 	unsigned open;       /* in all, idle or lent */
 } pool;
 
-/* A handle for one call, from a worker thread; NULL with a message. */
-static kheo_db *pool_take(char *err, size_t len)
+/* A handle for one call, from a worker thread; -1 with a message. */
+static int pool_take(struct pooled *h, char *err, size_t len)
 {
 	kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
-	kheo_db *db = NULL;
 	unsigned n = 0;
 
+	h->db = NULL;
 	uv_mutex_lock(&pool.lock);
 	if (pool.nfree)
-		db = pool.free[--pool.nfree];
+		*h = pool.free[--pool.nfree];
 	else
 		n = ++pool.open;
 	uv_mutex_unlock(&pool.lock);
-	if (db)
-		return db;
+	if (h->db)
+		return 0;
 	o.log = log_kheo;
 	o.passphrase = srv.pass;
-	if (kheo_db_open(&db, srv.dir, &o) < 0) {
+	h->born = uv_hrtime();
+	if (kheo_db_open(&h->db, srv.dir, &o) < 0) {
 		strf(err, len, "cannot open the node in %s: %s", srv.dir,
-			kheo_errmsg(db));
-		kheo_db_close(db);
+			kheo_errmsg(h->db));
+		kheo_db_close(h->db);
+		h->db = NULL;
 		uv_mutex_lock(&pool.lock);
 		pool.open--;
 		uv_mutex_unlock(&pool.lock);
-		return NULL;
+		return -1;
 	}
 	log_debug("database handle %u opened", n);
-	return db;
+	return 0;
 }
 
-/* Back to the pool, or closed (keep 0, or no memory to keep it). */
-static void pool_give(kheo_db *db, int keep)
+/* Back to the pool, or closed: keep 0, older than POOL_AGE, or no memory
+ * to keep it. */
+static void pool_give(struct pooled *h, int keep)
 {
-	kheo_db **v;
+	struct pooled *v;
 
+	if (uv_hrtime() - h->born >= POOL_AGE)
+		keep = 0;
 	uv_mutex_lock(&pool.lock);
 	if (keep && pool.nfree == pool.cap) {
 		size_t cap = pool.cap ? 2 * pool.cap : 8;
@@ -265,19 +281,20 @@ static void pool_give(kheo_db *db, int keep)
 		}
 	}
 	if (keep)
-		pool.free[pool.nfree++] = db;
+		pool.free[pool.nfree++] = *h;
 	else
 		pool.open--;
 	uv_mutex_unlock(&pool.lock);
 	if (!keep)
-		kheo_db_close(db);
+		kheo_db_close(h->db);
+	h->db = NULL;
 }
 
-/* Close the idle handles: when the last connection is gone. */
+/* Close the idle handles: kheod stops, and no connection is left. */
 static void pool_drain(void)
 {
 	while (pool.nfree)
-		kheo_db_close(pool.free[--pool.nfree]);
+		kheo_db_close(pool.free[--pool.nfree].db);
 	pool.open = 0;
 	free(pool.free);
 	pool.free = NULL;
@@ -290,15 +307,17 @@ static void do_job(uv_work_t *w)
 {
 	struct conn *c = w->data;
 	kheo_session_stats st;
+	struct pooled h;
 	const char *msg;
 	kheo_db *db;
 	int rc;
 
 	c->job_err[0] = '\0';
-	if (!(db = pool_take(c->job_err, sizeof(c->job_err)))) {
+	if (pool_take(&h, c->job_err, sizeof(c->job_err)) < 0) {
 		c->job_rc = KHEO_ERROR;
 		return;
 	}
+	db = h.db;
 	switch (c->job) {
 	case JOB_OPEN:
 		if ((rc = kheo_session_new(&c->s, db, &c->opts)) < 0) {
@@ -311,21 +330,21 @@ static void do_job(uv_work_t *w)
 			(void)kheo_session_bind(c->s, NULL); /* cannot fail */
 		}
 		c->job_rc = rc;
-		pool_give(db, 1);
+		pool_give(&h, 1);
 		break;
 	case JOB_INPUT:
 		if ((rc = kheo_session_bind(c->s, db)) < 0) {
 			strf(c->job_err, sizeof(c->job_err), "%s",
 				kheo_errmsg(db));
 			c->job_rc = rc;
-			pool_give(db, 0);
+			pool_give(&h, 0);
 			break;
 		}
 		/* An error leaves the session FAILED; pump() reads why. */
 		c->job_rc = kheo_session_input(c->s, c->feed, c->feed_len);
 		(void)kheo_session_bind(c->s, NULL);
 		kheo_session_status(c->s, &st);
-		pool_give(db, c->job_rc == KHEO_OK || !st.peer[0]);
+		pool_give(&h, c->job_rc == KHEO_OK || !st.peer[0]);
 		break;
 	}
 }
