@@ -10,12 +10,11 @@
  * kheo_session_input) runs in libuv's thread pool, one at a time per
  * connection; the loop thread only moves bytes, reads the session's
  * state while no work is running, and frees it (which needs no handle).
- * A connection is always in
- * one of three states: database work running, a write in flight, or
- * waiting for the peer.  Bytes that arrive meanwhile are kept, up to
- * max_buffer, and reading pauses until the session has taken them: what a
- * peer can make us hold is bounded, and a slow disk slows the peer
- * rather than growing memory.  The bytes of kheo_session_output are
+ * A connection is always in one of three states: database work running,
+ * a write in flight, or waiting for the peer.  Bytes that arrive
+ * meanwhile are kept, up to max_buffer, and reading pauses until the
+ * session has taken them: what a peer can make us hold is bounded, and a
+ * slow disk slows the peer rather than growing memory.  The bytes of kheo_session_output are
  * written as they are (they are borrowed until the next call on the
  * session, and no call is made until the write is done).
  *
@@ -235,15 +234,27 @@ static int pool_take(struct pooled *h, char *err, size_t len)
 	kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
 	unsigned n = 0;
 
-	h->db = NULL;
-	uv_mutex_lock(&pool.lock);
-	if (pool.nfree)
-		*h = pool.free[--pool.nfree];
-	else
-		n = ++pool.open;
-	uv_mutex_unlock(&pool.lock);
-	if (h->db)
-		return 0;
+	for (;;) {
+		int stale = 0;
+
+		h->db = NULL;
+		uv_mutex_lock(&pool.lock);
+		if (pool.nfree) {
+			*h = pool.free[--pool.nfree];
+			if (uv_hrtime() - h->born >= POOL_AGE) {
+				stale = 1; /* idle too long: closed below */
+				pool.open--;
+			}
+		} else {
+			n = ++pool.open;
+		}
+		uv_mutex_unlock(&pool.lock);
+		if (!h->db)
+			break;
+		if (!stale)
+			return 0;
+		kheo_db_close(h->db);
+	}
 	o.log = log_kheo;
 	o.passphrase = srv.pass;
 	h->born = uv_hrtime();
