@@ -236,6 +236,7 @@ int main(int argc, char **argv)
 	char cmd[2200];
 	size_t cap = 0, ops = 0, i, nhubs = 0;
 	unsigned long hwm, hub_max = 0, hub_sum = 0, prov_hwm = 0;
+	char each[1024] = "";
 	double t0;
 	struct rusage ru;
 	int same = 1, bad = 0;
@@ -382,6 +383,9 @@ int main(int argc, char **argv)
 			hub_sum += hwm;
 			if (hwm > hub_max)
 				hub_max = hwm;
+			snprintf(each + strlen(each), sizeof(each) -
+				strlen(each), "%s%s %.1f", each[0] ? ", " : "",
+				nodes[i].n.name, (double)hwm / 1024.0);
 		}
 		for (i = 0; i < nnodes; i++)
 			if (nodes[i].kind != DEVICE &&
@@ -428,6 +432,7 @@ int main(int argc, char **argv)
 		       "mean %.1f MiB over %zu\n", (double)hub_max / 1024.0,
 			nhubs ? (double)hub_sum / 1024.0 / (double)nhubs : 0.0,
 			nhubs);
+		printf("    each (MiB): %s\n", each);
 		printf("  peak RSS, province kheod (VmHWM)   %.1f MiB\n",
 			(double)prov_hwm / 1024.0);
 		printf("  peak RSS, this process             %.1f MiB  (all "
