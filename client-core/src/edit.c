@@ -26,8 +26,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Ops per sealed changeset: keeps each under the format's caps. */
+/*
+ * Bounds on one sealed changeset.  The op count keeps it under the
+ * format's caps.  The byte bound keeps it small beside a sync chunk
+ * (128 KiB): a changeset travels whole in one chunk and is acknowledged
+ * whole, so a week of offline edits sealed as one changeset would be
+ * resent from its start after every cut, and beyond the channel's 1 MiB
+ * record it could not travel over the network at all.  Splitting costs a
+ * signature and a header (about 200 bytes) per 64 KiB.
+ */
 #define SEAL_MAX_OPS 50000
+#define SEAL_MAX_BYTES (64u << 10)
+
+/* About what an op adds to a changeset's canonical bytes (never less). */
+static size_t op_size(const kheo_op *op)
+{
+	size_t n = 2 + 10 + strlen(op->table) + KHEO_RECORD_SIZE, i;
+
+	for (i = 0; i < op->nfields; i++)
+		n += 2 + strlen(op->fields[i].name) + 10 +
+		     op->fields[i].value.len;
+	return n + op->npred * (10 + KHEO_KEY_SIZE);
+}
 
 static int need_signer(kheo_db *db)
 {
@@ -890,23 +910,26 @@ int kheo__seal(kheo_db *db, size_t *sealed)
 	/* one changeset per unit, in order of each unit's first edit; the
 	 * ops stay in clock order within it */
 	for (i = 0; i < s.n; i++) {
-		size_t nb = 0;
+		size_t nb = 0, bytes = 0;
 
 		if (!s.alive[i])
 			continue;
 		for (j = i; j < s.n; j++) {
 			if (!s.alive[j] || strcmp(s.units[j], s.units[i]) != 0)
 				continue;
-			batch[nb++] = s.ops[j];
-			if (j != i)
-				s.alive[j] = 0;
-			if (nb == SEAL_MAX_OPS) {
+			if (nb && (nb == SEAL_MAX_OPS ||
+				   bytes + op_size(&s.ops[j]) > SEAL_MAX_BYTES)) {
 				if ((err = seal_and_apply(db, s.units[i], batch,
 					     nb, &frame)) < 0)
 					goto done;
 				made++;
 				nb = 0;
+				bytes = 0;
 			}
+			batch[nb++] = s.ops[j];
+			bytes += op_size(&s.ops[j]);
+			if (j != i)
+				s.alive[j] = 0;
 		}
 		if (nb) {
 			if ((err = seal_and_apply(db, s.units[i], batch, nb,

@@ -243,6 +243,54 @@ static void cut_session_resumes(void **state)
 	node_close(&d);
 }
 
+/*
+ * A device offline for long seals many small changesets, not one big one:
+ * 1.7 MB of edits that compress poorly would not fit the channel's 1 MiB
+ * record as one changeset, and a cut would resend all of it.
+ */
+static void long_offline_work_travels_in_small_changesets(void **state)
+{
+	static const char letters[] =
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,";
+	test_node p, h, d;
+	kheo_session_stats cs, ss;
+	link cut = { 0 }, full = { 0 };
+	char id[KHEO_RECORD_HEX + 1], err[800], want[65];
+	char desc[12 + 240 + 1], name[64];
+	unsigned seed = 7;
+	size_t sealed = 0;
+	int i, k;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	for (i = 0; i < 7000; i++) {
+		memcpy(desc, "description=", 12);
+		for (k = 0; k < 240; k++) {
+			seed = seed * 1103515245u + 12345u;
+			desc[12 + k] = letters[(seed >> 16) % 64];
+		}
+		desc[12 + 240] = '\0';
+		snprintf(name, sizeof(name), "name=Mô hình %d", i);
+		node_put(&d, id, "model", name, desc, "unit=" COMMUNE);
+	}
+	assert_int_equal(kheo_commit(d.db, &sealed), KHEO_OK);
+	print_message("# 7000 records sealed as %zu changesets\n", sealed);
+	assert_true(sealed >= 7000 * 240 / (64 << 10));
+	snprintf(want, sizeof(want), "%s", node_digest(&d, COMMUNE));
+	/* cut half way: what was in flight is at most a chunk (4 KiB here)
+	 * plus one changeset */
+	cut.cut_after = 900000;
+	run(&d, &h, &cut, &cs, &ss, err, sizeof(err));
+	assert_true(cs.frame_bytes_acked > 0);
+	assert_true(cs.frame_bytes - cs.frame_bytes_acked <= 4096 + (64 << 10));
+	assert_int_equal(run(&d, &h, &full, &cs, &ss, err, sizeof(err)),
+		KHEO_SESSION_DONE);
+	assert_string_equal(node_digest(&h, COMMUNE), want);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 /* Another deployment cannot finish the handshake. */
 static void other_network_is_refused(void **state)
 {
@@ -580,6 +628,9 @@ int main(void)
 		cmocka_unit_test_teardown(
 			in_sync_session_is_one_round_trip_under_2k, teardown),
 		cmocka_unit_test_teardown(cut_session_resumes, teardown),
+		cmocka_unit_test_teardown(
+			long_offline_work_travels_in_small_changesets,
+			teardown),
 		cmocka_unit_test_teardown(device_receives_only_its_scope,
 			teardown),
 		cmocka_unit_test_teardown(only_what_is_missing_moves,
