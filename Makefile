@@ -39,7 +39,7 @@ BASE_CPPFLAGS += -DKHEO_NO_AUDIT
 endif
 LIB_PKGS  = libsodium libzstd libutf8proc sqlite3 jansson $(AUDIT_PKGS)
 TEST_PKGS = cmocka
-CLI_PKGS  = libqrencode
+CLI_PKGS  = libqrencode xlsxwriter
 DAEMON_PKGS = libuv inih
 
 # Looked up once, and only when first used: `make deps` may have just

@@ -17,6 +17,7 @@ sqlite3:libsqlite3-dev
 cmocka:libcmocka-dev
 jansson:libjansson-dev
 libqrencode:libqrencode-dev
+xlsxwriter:libxlsxwriter-dev
 libuv:libuv1-dev
 inih:libinih-dev
 libgit2:libgit2-dev

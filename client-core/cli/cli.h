@@ -55,5 +55,6 @@ int cmd_enroll(cli *c);
 int cmd_revoke(cli *c);
 int cmd_sync(cli *c);
 int cmd_audit(cli *c);
+int cmd_report(cli *c);
 
 #endif

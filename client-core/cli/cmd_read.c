@@ -83,8 +83,10 @@ static void ls_plain(const char *json)
 
 int cmd_ls(cli *c)
 {
-	static const char line[] = "ls TABLE [--where FIELD=VALUE]... [--json]";
+	static const char line[] = "ls TABLE [--where FIELD=VALUE]... "
+		"[--search WORDS] [--json]";
 	kheo_assign *where;
+	const char *search = NULL;
 	kheo_db *db;
 	char *json;
 	size_t n = 0;
@@ -96,12 +98,9 @@ int cmd_ls(cli *c)
 	if (!where)
 		return EXIT_REFUSED;
 	for (i = 2; i < c->argc; i++) {
-		if (strcmp(c->argv[i], "--search") == 0) {
-			free(where);
-			fprintf(stderr, "kheo ls --search: not in this build "
-				"yet (Vietnamese folding comes with the "
-				"reports work)\n");
-			return EXIT_USAGE;
+		if (strcmp(c->argv[i], "--search") == 0 && i + 1 < c->argc) {
+			search = c->argv[++i];
+			continue;
 		}
 		if (strcmp(c->argv[i], "--where") != 0 || i + 1 == c->argc ||
 		    cli_assign(c->argv[i + 1], &where[n]) < 0 ||
@@ -113,7 +112,8 @@ int cmd_ls(cli *c)
 		i++;
 	}
 	if ((rc = cli_open(c, &db)) == EXIT_OK) {
-		if (kheo_list_json(db, &json, c->argv[1], where, n) < 0)
+		if (kheo_search_json(db, &json, c->argv[1], where, n,
+			    search) < 0)
 			rc = cli_fail(db, "ls");
 		else
 			rc = cli_output(c, json, ls_plain);

@@ -30,7 +30,8 @@ static const struct {
 	{ "del", cmd_del, "TABLE ID" },
 	{ "commit", cmd_commit, "" },
 	{ "get", cmd_get, "TABLE ID [--json]" },
-	{ "ls", cmd_ls, "TABLE [--where FIELD=VALUE]... [--json]" },
+	{ "ls", cmd_ls, "TABLE [--where FIELD=VALUE]... [--search WORDS] "
+		"[--json]" },
 	{ "import", cmd_import, "FILE.jsonl" },
 	{ "log", cmd_log, "[--json]" },
 	{ "status", cmd_status, "[--json]" },
@@ -45,11 +46,14 @@ static const struct {
 	{ "sync", cmd_sync, "HOST:PORT [--key HEX] | --now" },
 	{ "audit", cmd_audit, "export GITDIR | verify GITDIR | replay GITDIR "
 		"(--until DATE | --received-until DATE) [--out DIR]" },
+	{ "report", cmd_report, "[--by DIMS] [--unit PREFIX] [--from DATE] "
+		"[--to DATE] [--overdue MONTHS] [--format table|csv|json|xlsx] "
+		"[--out FILE] [--lang vi|en]" },
 };
 
 /* Commands of the contract that later work brings. */
 static const char *const later[] = {
-	"report", "attach", "blob",
+	"attach", "blob",
 };
 
 static void usage(FILE *f)

@@ -277,6 +277,59 @@ KHEO_EXTERN int kheo_get_json(kheo_db *db, char **out, const char *table,
 KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 	const kheo_assign *where, size_t nwhere);
 
+/*
+ * kheo_list_json, keeping only records where every word of `search` (NULL
+ * or "": no filter) appears in one of their text fields, compared after
+ * folding both: case, tones and other marks dropped, "đ" read as "d", so
+ * "dak nong" finds "Đắk Nông".  KHEO_EINVAL for a search that is not
+ * UTF-8.
+ */
+KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
+	const kheo_assign *where, size_t nwhere, const char *search);
+
+/*
+ * Reports: counts of live models grouped as asked, computed on the
+ * materialised tables (DESIGN.md's schema: `model` and `visit`).
+ *
+ *   by            comma-separated dimensions, in order: unit, kind,
+ *                 field, status, level, year; NULL or "": totals only
+ *   unit          only models under this unit path (NULL: all held)
+ *   unit_depth    `unit` groups by the first unit_depth segments of a
+ *                 model's unit; 0: one level below `unit`
+ *   from, to      the period, YYYY-MM-DD inclusive (NULL: open), which
+ *                 the `registered` (registered_on) and `recognized`
+ *                 (status recognized or replicated, recognized_on)
+ *                 counts look at; `models` counts every live model
+ *   overdue_months  > 0 adds `overdue`: models not withdrawn with no live
+ *                 inspection or supervision visit in the months up to
+ *                 as_of
+ *   as_of         YYYY-MM-DD (NULL: today, UTC, by the node's clock)
+ *   lang          "vi" (NULL: the default) or "en": the labels' language
+ *
+ * *out is JSON: {"by", "measures", "rows": [{dimension: value, ...,
+ * "models", "registered", "recognized"[, "overdue"]}], "total",
+ * "labels": {"columns": {name: label}, "values": {dimension: {value:
+ * label}}}, "unit", "from", "to", "as_of", "lang"}.  Keys and values are
+ * the schema's names; only "labels" holds words for people (enum labels
+ * from the schema, unit names from sys_unit).  KHEO_EINVAL, with a message
+ * naming it, for an unknown dimension, a malformed date or unit, or a
+ * schema without model and visit tables.
+ */
+typedef struct kheo_report_options {
+	const char *by;
+	const char *unit;
+	int unit_depth;
+	const char *from, *to;
+	int overdue_months;
+	const char *as_of;
+	const char *lang;
+} kheo_report_options;
+
+#define KHEO_REPORT_OPTIONS_INIT { NULL, NULL, 0, NULL, NULL, 0, NULL, NULL }
+
+KHEO_EXTERN int kheo_report_json(kheo_db *db, const kheo_report_options *o,
+	char **out);
+
 /* Changesets this node holds, newest first, with their state. */
 KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out);
 

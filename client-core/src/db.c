@@ -690,6 +690,8 @@ static int sql_open(kheo_db *db, int create)
 	kheo__free(path);
 	sqlite3_busy_timeout(db->sql, 10000);
 	sqlite3_extended_result_codes(db->sql, 1);
+	if ((err = kheo__report_register(db)) < 0)
+		return err;
 	/* WAL for concurrent readers; FULL so an edit survives power loss
 	 * the moment its call returns. */
 	if ((err = kheo__exec(db, "PRAGMA journal_mode=WAL;"

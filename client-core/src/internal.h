@@ -302,6 +302,13 @@ int kheo__identity_json(kheo_db *db, struct json_t *o);
 /* Hand JSON to a caller as text it frees with kheo_free (takes j). */
 int kheo__json_out(kheo_db *db, char **out, struct json_t *j);
 
+/* report.c: the SQL functions kheo_fold and kheo_unit_prefix on db->sql;
+ * the search filter of kheo_search_json (*pattern, bound to ?param, is
+ * the caller's to kheo__free). */
+int kheo__report_register(kheo_db *db);
+int kheo__search_sql(kheo_db *db, kheo_buf *sql, const kheo_stable *t,
+	const char *query, int param, char **pattern);
+
 /* ------------------------------------------------------------- receipt.c */
 
 /* On the province, before sealing: move every chain's sys_receipt up to

@@ -247,6 +247,13 @@ KHEO_EXTERN int kheo_get_json(kheo_db *db, char **out, const char *table,
 KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 	const kheo_assign *where, size_t nwhere)
 {
+	return kheo_search_json(db, out, table, where, nwhere, NULL);
+}
+
+KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
+	const kheo_assign *where, size_t nwhere, const char *search)
+{
+	char *pattern = NULL;
 	const kheo_stable *t;
 	kheo_buf sql = { 0 }, *vals = NULL;
 	kheo_value *v = NULL;
@@ -294,6 +301,10 @@ KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 				f->name, i + 1);
 		kheo_buf_put(&sql, part, strlen(part));
 	}
+	if (search && *search &&
+	    (err = kheo__search_sql(db, &sql, t, search, (int)nwhere + 1,
+		     &pattern)) < 0)
+		goto done;
 	kheo_buf_put(&sql, " ORDER BY id", 13);
 	if (sql.oom) {
 		err = KHEO_ENOMEM;
@@ -315,6 +326,9 @@ KHEO_EXTERN int kheo_list_json(kheo_db *db, char **out, const char *table,
 			kheo__bind_value(st, (int)i + 1, &v[i]);
 		}
 	}
+	if (pattern)
+		sqlite3_bind_text(st, (int)nwhere + 1, pattern, -1,
+			SQLITE_STATIC);
 	arr = json_array();
 	while (err == KHEO_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint8_t rid[KHEO_RECORD_SIZE];
@@ -338,6 +352,7 @@ done:
 		kheo_buf_free(&vals[i]);
 	kheo__free(vals);
 	kheo__free(v);
+	kheo__free(pattern);
 	kheo_buf_free(&sql);
 	return err;
 }
