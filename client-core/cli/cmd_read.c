@@ -196,6 +196,47 @@ static void status_plain(const char *json)
 		json_object_get(o, "quarantined")));
 	json_array_foreach(json_object_get(o, "warnings"), i, w)
 		printf("warning: %s\n", json_string_value(w));
+	if (json_array_size(json_object_get(o, "peers"))) {
+		json_t *p;
+
+		printf("\n%-8s  %-9s  %-32s  %-16s  %6s  %7s  %4s  %4s  %9s"
+		       "  %s\n", "peer", "role", "scope", "last contact",
+			"clock", "waiting", "held", "quar", "conflicts",
+			"last sync");
+		json_array_foreach(json_object_get(o, "peers"), i, p) {
+			json_t *off = json_object_get(p, "clock_offset_ms");
+			json_t *err = json_object_get(p, "last_error");
+			const char *role = json_string_value(json_object_get(p,
+				"cert_role"));
+			const char *when = json_string_value(json_object_get(p,
+				"last_contact"));
+			char clock[16] = "-";
+
+			if (json_is_integer(off))
+				snprintf(clock, sizeof(clock), "%+.0fs",
+					(double)json_integer_value(off) / 1e3);
+			printf("%.8s  %-9s  %-32s  %-16.16s  %6s  %7lld  %4lld"
+			       "  %4lld  %9lld  %s\n",
+				json_string_value(json_object_get(p, "key")),
+				role ? role : json_string_value(json_object_get(
+					p, "node_role")) ? json_string_value(
+					json_object_get(p, "node_role")) : "-",
+				json_string_value(json_object_get(p, "scope"))
+					? json_string_value(json_object_get(p,
+						"scope")) : "-",
+				when ? when : "-", clock,
+				(long long)json_integer_value(json_object_get(p,
+					"waiting")),
+				(long long)json_integer_value(json_object_get(p,
+					"held")),
+				(long long)json_integer_value(json_object_get(p,
+					"quarantined")),
+				(long long)json_integer_value(json_object_get(p,
+					"conflicts")),
+				json_is_string(err) ? json_string_value(err)
+						    : "ok");
+		}
+	}
 	json_decref(o);
 }
 

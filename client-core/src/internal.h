@@ -296,6 +296,10 @@ int kheo__own_chain(kheo_db *db, int role, const char *unit, kheo_buf *bytes,
 	size_t *off, size_t *lens, size_t *n);
 /* mode, root, cert_role, cert_scope, cert_expires_ms, warnings. */
 int kheo__identity_json(kheo_db *db, struct json_t *o);
+/* ISO 8601 (UTC, ms) of a wall time in ms; JSON null for 0 or less. */
+struct json_t *kheo__time_json(int64_t ms);
+/* "device", "hub", "province" (kheo_node_role), or "unknown". */
+const char *kheo__node_role_name(int role);
 
 /* ---------------------------------------------------------------- read.c */
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *role_name(int role)
+const char *kheo__node_role_name(int role)
 {
 	switch (role) {
 	case KHEO_NODE_DEVICE: return "device";
@@ -25,7 +25,7 @@ static const char *role_name(int role)
 }
 
 /* ISO 8601 (UTC, ms) of a wall time in ms. */
-static json_t *time_json(int64_t ms)
+json_t *kheo__time_json(int64_t ms)
 {
 	char buf[40];
 	struct tm tm;
@@ -149,7 +149,7 @@ json_t *kheo__record_json(kheo_db *db, const uint8_t *rid, int *err)
 					hex_json(live.v[k].author,
 						KHEO_KEY_SIZE));
 				json_object_set_new(v, "time",
-					time_json((int64_t)(live.v[k].clock >>
+					kheo__time_json((int64_t)(live.v[k].clock >>
 						16)));
 				json_object_set_new(v, "wins",
 					json_boolean(&live.v[k] == win));
@@ -389,7 +389,7 @@ KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out)
 			(const char *)sqlite3_column_text(st, 2)));
 		json_object_set_new(o, "useq",
 			json_integer(sqlite3_column_int64(st, 3)));
-		json_object_set_new(o, "time", time_json(
+		json_object_set_new(o, "time", kheo__time_json(
 			sqlite3_column_int64(st, 5) >> 16));
 		json_object_set_new(o, "ops",
 			json_integer(sqlite3_column_int64(st, 6)));
@@ -399,7 +399,7 @@ KHEO_EXTERN int kheo_log_json(kheo_db *db, char **out)
 			json_object_set_new(o, "why", json_string(
 				(const char *)sqlite3_column_text(st, 8)));
 		json_object_set_new(o, "received",
-			time_json(sqlite3_column_int64(st, 9)));
+			kheo__time_json(sqlite3_column_int64(st, 9)));
 		json_object_set_new(o, "bytes",
 			json_integer(sqlite3_column_int64(st, 11)));
 		/* a province receipt covers it: the province holds it */
@@ -522,7 +522,7 @@ KHEO_EXTERN int kheo_quarantine_json(kheo_db *db, char **out)
 		json_object_set_new(o, "detail", json_string(
 			(const char *)sqlite3_column_text(st, 5)));
 		json_object_set_new(o, "received",
-			time_json(sqlite3_column_int64(st, 6)));
+			kheo__time_json(sqlite3_column_int64(st, 6)));
 		json_object_set_new(o, "bytes",
 			json_integer(sqlite3_column_int64(st, 7)));
 		json_array_append_new(arr, o);
@@ -555,7 +555,8 @@ KHEO_EXTERN int kheo_id_json(kheo_db *db, char **out)
 
 	kheo__clear(db);
 	json_object_set_new(o, "key", hex_json(db->pk, KHEO_KEY_SIZE));
-	json_object_set_new(o, "node_role", json_string(role_name(db->role)));
+	json_object_set_new(o, "node_role",
+		json_string(kheo__node_role_name(db->role)));
 	json_object_set_new(o, "unit", json_string(db->unit));
 	kheo__identity_json(db, o);
 	snprintf(schema, sizeof(schema), "%s v%u", db->schema->name,

@@ -84,6 +84,115 @@ int kheo__write_receipts(kheo_db *db)
 	return rc == SQLITE_DONE ? KHEO_OK : kheo__sqlerr(db, rc, "receipts");
 }
 
+/* Records with open conflicts under `scope` ("" or NULL: all), summed over
+ * the deployment's tables (not `_sys`). */
+static int64_t conflicts_under(kheo_db *db, const char *scope)
+{
+	int64_t n = 0;
+	size_t i;
+
+	for (i = 0; i < db->schema->ntables; i++) {
+		const char *t = db->schema->tables[i].name;
+		sqlite3_stmt *st;
+		char sql[256];
+
+		if (strncmp(t, "sys_", 4) == 0)
+			continue;
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\" WHERE"
+			" _deleted = 0 AND _conflicts > 0 AND (?1 = '' OR"
+			" _unit = ?1 OR substr(_unit, 1, length(?1) + 1) ="
+			" ?1 || '/')", t);
+		if (sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL) !=
+		    SQLITE_OK)
+			continue;
+		sqlite3_bind_text(st, 1, scope ? scope : "", -1,
+			SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n += sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return n;
+}
+
+/*
+ * Every peer this node synced with, as a hub shows its devices: last
+ * contact and how it ended, the clock offset measured then, what waits
+ * here for the peer's next sync (changesets in its scope or `_sys`
+ * applied here since its last good sync, not its own), its changesets
+ * held or quarantined here, and open conflicts in its scope.
+ */
+static int peers_json(kheo_db *db, json_t *o, int64_t now)
+{
+	json_t *peers = json_array();
+	sqlite3_stmt *st;
+	int rc;
+
+	json_object_set_new(o, "peers", peers);
+	rc = sqlite3_prepare_v2(db->sql,
+		"SELECT lower(hex(p.key)), p.node_role, p.cert_role, p.scope,"
+		" p.last_contact, p.clock_offset, p.last_ok, p.last_error,"
+		" p.sent, p.received,"
+		" (SELECT count(*) FROM kheo_cs c WHERE c.state = 0 AND"
+		"  c.received > coalesce(p.last_ok, 0) AND c.author <> p.key"
+		"  AND (c.unit = '_sys' OR coalesce(p.scope, '') = '' OR"
+		"  c.unit = p.scope OR substr(c.unit, 1, length(p.scope) + 1)"
+		"  = p.scope || '/')),"
+		" (SELECT count(*) FROM kheo_cs c WHERE c.author = p.key AND"
+		"  c.state = 1),"
+		" (SELECT count(*) FROM kheo_quarantine q WHERE q.author ="
+		"  p.key)"
+		" FROM kheo_peer p ORDER BY p.scope, p.key", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "status peers");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *p = json_object();
+		const char *scope = (const char *)sqlite3_column_text(st, 3);
+		int64_t last = sqlite3_column_int64(st, 4);
+
+		json_object_set_new(p, "key", json_string((const char *)
+			sqlite3_column_text(st, 0)));
+		json_object_set_new(p, "node_role",
+			sqlite3_column_type(st, 1) == SQLITE_NULL ? json_null()
+			: json_string(kheo__node_role_name(
+				sqlite3_column_int(st, 1))));
+		json_object_set_new(p, "cert_role",
+			sqlite3_column_type(st, 2) == SQLITE_NULL ||
+				!sqlite3_column_int(st, 2) ? json_null()
+			: json_string(kheo_role_name(sqlite3_column_int(st,
+				2))));
+		json_object_set_new(p, "scope", scope ? json_string(scope)
+						      : json_null());
+		json_object_set_new(p, "last_contact", kheo__time_json(last));
+		json_object_set_new(p, "days_since_contact",
+			json_integer((now - last) / DAY_MS));
+		json_object_set_new(p, "last_ok", kheo__time_json(
+			sqlite3_column_int64(st, 6)));
+		json_object_set_new(p, "last_error",
+			sqlite3_column_type(st, 7) == SQLITE_NULL ? json_null()
+			: json_string((const char *)sqlite3_column_text(st,
+				7)));
+		json_object_set_new(p, "clock_offset_ms",
+			sqlite3_column_type(st, 5) == SQLITE_NULL ? json_null()
+			: json_integer(sqlite3_column_int64(st, 5)));
+		json_object_set_new(p, "sent", json_integer(
+			sqlite3_column_int64(st, 8)));
+		json_object_set_new(p, "received", json_integer(
+			sqlite3_column_int64(st, 9)));
+		json_object_set_new(p, "waiting", json_integer(
+			sqlite3_column_int64(st, 10)));
+		json_object_set_new(p, "held", json_integer(
+			sqlite3_column_int64(st, 11)));
+		json_object_set_new(p, "quarantined", json_integer(
+			sqlite3_column_int64(st, 12)));
+		json_object_set_new(p, "conflicts", json_integer(
+			conflicts_under(db, scope)));
+		json_array_append_new(peers, p);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? KHEO_OK : kheo__sqlerr(db, rc,
+		"status peers");
+}
+
 KHEO_EXTERN int kheo_status_json(kheo_db *db, char **out)
 {
 	json_t *o = json_object(), *warnings;
@@ -134,6 +243,10 @@ KHEO_EXTERN int kheo_status_json(kheo_db *db, char **out)
 				sqlite3_column_int64(st, 2)));
 		}
 		sqlite3_finalize(st);
+	}
+	if ((rc = peers_json(db, o, now)) < 0) {
+		json_decref(o);
+		return rc;
 	}
 	return kheo__json_out(db, out, o);
 }

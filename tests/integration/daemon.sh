@@ -237,6 +237,28 @@ st=1
 	k -C D2 get model "$M1" >/dev/null 2>&1 && st=0
 check "kheo sync --json names the hub's key; the other device receives the record" $st "exit $rc: $(out1) $(err1)"
 
+# the hub's view of its devices: D2 sends a record D1 has not seen yet
+M2=$(k -C D2 put model name="Câu lạc bộ cồng chiêng" unit=$U \
+	kind=individual field=culture_society status=registered)
+run -C D2 sync 127.0.0.1:$HP
+run -C H status --json
+st=1
+[ $rc -eq 0 ] && [ -n "$M2" ] && python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+p = {x["key"]: x for x in d["peers"]}
+d1, d2 = p[sys.argv[2]], p[sys.argv[3]]
+for x in (d1, d2):
+    assert x["scope"] == sys.argv[4] and x["cert_role"] == "collector", x
+    assert x["last_error"] is None and x["last_ok"] and x["last_contact"], x
+    assert isinstance(x["clock_offset_ms"], int), x
+    assert abs(x["clock_offset_ms"]) < 600000, x
+    assert x["held"] == 0 and x["quarantined"] == 0, x
+assert d1["waiting"] >= 1 and d2["waiting"] == 0, (d1, d2)
+assert d2["sent"] >= 1, d2' "$T/out" "$(idj D1 key)" "$(idj D2 key)" $U &&
+	k -C H status | grep -q "^$(idj D1 key | cut -c1-8)  collector  $U " &&
+	st=0
+check "the hub's kheo status lists each device: role, scope, clock offset, what waits for its next sync" $st "exit $rc: $(out1) $(err1)"
+
 run -C D2 sync 127.0.0.1:$HP --key "$PKEY"
 st=1
 [ $rc -eq 1 ] && [ -s "$T/err" ] && ! grep -q '^synced' "$T/out" && st=0
