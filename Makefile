@@ -199,7 +199,7 @@ DEMO_BIN = $(BUILD)/demo_proto
 $(DEMO_BIN): tests/demo_proto.c $(BUILD)/libkheo.a | deps
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-demo: $(DEMO_BIN) $(BUILD)/kheo | deps
+demo: $(DEMO_BIN) $(BUILD)/kheo $(BUILD)/kheod | deps
 	@sh tests/demo.sh $(BUILD)
 
 clean:

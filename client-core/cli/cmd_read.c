@@ -210,11 +210,12 @@ static void status_plain(const char *json)
 				"cert_role"));
 			const char *when = json_string_value(json_object_get(p,
 				"last_contact"));
-			char clock[16] = "-";
+			char clock[24] = "-";
 
 			if (json_is_integer(off))
-				snprintf(clock, sizeof(clock), "%+.0fs",
-					(double)json_integer_value(off) / 1e3);
+				snprintf(clock, sizeof(clock), "%+llds",
+					(long long)(json_integer_value(off) /
+						    1000));
 			printf("%.8s  %-9s  %-32s  %-16.16s  %6s  %7lld  %4lld"
 			       "  %4lld  %9lld  %s\n",
 				json_string_value(json_object_get(p, "key")),
