@@ -11,7 +11,8 @@
 # record.  Two officers of one commune edit the same model at once; the
 # conflict shows and is resolved; reviewers recognise models; a damaged
 # bundle is refused whole; every node ends with the same digest for what
-# it holds and a passing `kheo verify`; the province prints its report.
+# it holds and a passing `kheo verify`; the province's audit mirror is
+# written and verified; the province prints its report.
 set -eu
 
 BUILD=${1:-build}
@@ -235,7 +236,16 @@ done
 [ $bad -eq 0 ]
 echo "   each node prints the province's digest for its own unit"
 
-say "12. the province's report"
+say "12. the audit mirror: the province's history as a git repository"
+k -C province audit export audit.git | sed 's/^/   /'
+k audit verify audit.git | sed "s|^$dir/||; s/^/   /"
+f=dak-nong/cu-jut/ea-po/model/$m01.json
+echo "   who changed model m01 (git log, stock git):"
+git -C audit.git log --format='     %ad  %an  %s' --date=format:'%Y-%m-%d %H:%M:%S' -- "$f" | cut -c1-120
+echo "   its beneficiaries line (git blame):"
+git -C audit.git blame --date=short "$f" 2>/dev/null | grep beneficiaries | sed 's/^/     /' | cut -c1-120
+
+say "13. the province's report"
 k -C province report --by unit --unit dak-nong | sed 's/^/   /'
 echo
 echo "   recognised and registered in 2025, collective / individual:"

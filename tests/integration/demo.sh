@@ -47,6 +47,10 @@ check "the conflict shows at the hub with both values, then is resolved" $? \
 	"$(grep 'hub:' "$dir/out.txt")"
 grep -q 'a collector may not: .*may be set only by a reviewer' "$dir/out.txt"
 check "a collector cannot recognise a model" $?
+grep -q 'audit.git: [0-9]* commits, [0-9]* changesets, head [0-9a-f]*: verified (0 errors' "$dir/out.txt" &&
+	git -C "$dir/demo/audit.git" fsck --strict >/dev/null 2>&1
+check "the province's audit mirror verifies, and stock git fsck --strict accepts it" $? \
+	"$(grep -A2 'audit mirror' "$dir/out.txt")"
 grep -q 'damaged bundle refused whole' "$dir/out.txt"
 check "a damaged bundle is refused whole" $?
 grep -q 'rejected [1-9]' "$dir/out.txt"
