@@ -3,7 +3,8 @@
 # make the traces, then measure proto/ on each, libkheo's edit and
 # receive rates and its sync sessions on the medium one, what one kheod
 # costs per concurrent session, and the traces through kheod processes
-# on loopback (bench_daemon: a province and 8 hubs).
+# on loopback (bench_daemon: a province and 8 hubs), and the audit
+# mirror's export, verify and replay at two history sizes (bench_audit).
 #
 #   sh tests/bench/run.sh [BUILD]
 #
@@ -77,6 +78,13 @@ echo "== kheod processes on the medium trace"
 	"${TMPDIR:-/tmp}/kheo-bench-daemon" 279e6
 rm -rf "${TMPDIR:-/tmp}/kheo-bench-daemon"
 
+# the audit mirror of a hub that received every edit as a changeset
+echo
+echo "== audit mirror on the medium trace"
+rm -rf "${TMPDIR:-/tmp}/kheo-bench-audit"
+"$out/bench_audit" "$out/medium.jsonl" "${TMPDIR:-/tmp}/kheo-bench-audit"
+rm -rf "${TMPDIR:-/tmp}/kheo-bench-audit"
+
 if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	# shellcheck disable=SC2086
 	trace large --records 1000 $common
@@ -88,4 +96,9 @@ if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	"$out/bench_daemon" "$BUILD/kheod" "$out/large.jsonl" \
 		"${TMPDIR:-/tmp}/kheo-bench-daemon"
 	rm -rf "${TMPDIR:-/tmp}/kheo-bench-daemon"
+	echo
+	echo "== audit mirror on the large trace"
+	rm -rf "${TMPDIR:-/tmp}/kheo-bench-audit"
+	"$out/bench_audit" "$out/large.jsonl" "${TMPDIR:-/tmp}/kheo-bench-audit"
+	rm -rf "${TMPDIR:-/tmp}/kheo-bench-audit"
 fi
