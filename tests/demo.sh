@@ -252,7 +252,7 @@ echo "   recognised and registered in 2025, collective / individual:"
 k -C province report --by kind --from 2025-01-01 --to 2025-12-31 | sed 's/^/   /'
 echo
 echo "   no inspection or supervision in the 6 months to 30 November 2025:"
-k -C province report --by unit --unit dak-nong --overdue 6 --as-of 2025-11-30 | sed 's/^/   /'
+k -C province report --by unit --unit dak-nong --overdue 6 --as-of 2025-11-30 --list | sed 's/^/   /'
 k -C province report --by unit,field --format xlsx --out bao-cao.xlsx
 k -C province report --by unit,field --format csv --out bao-cao.csv
 echo "   also as bao-cao.xlsx and bao-cao.csv; search: kheo ls model --search \"cong chieng\":"

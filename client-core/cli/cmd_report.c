@@ -181,6 +181,37 @@ static void print_table(const report *r, FILE *f)
 	free(w);
 }
 
+/* The models counted as overdue, one line each, under the table. */
+static void print_overdue(const report *r, FILE *f)
+{
+	json_t *list = json_object_get(r->root, "overdue_models"), *m;
+	int en = strcmp(json_string_value(json_object_get(r->root, "lang")),
+		"en") == 0;
+	size_t i;
+
+	if (!list)
+		return;
+	fprintf(f, "\n%s (%zu):\n", en ? "Models with no inspection or "
+		"supervision" : "Mô hình chưa được kiểm tra, giám sát",
+		json_array_size(list));
+	json_array_foreach(list, i, m) {
+		json_t *last = json_object_get(m, "last_visit");
+		json_t *unit = json_object_get(m, "unit_name");
+
+		if (!json_is_string(unit))
+			unit = json_object_get(m, "unit");
+		fprintf(f, "  %.8s  %s: %s  (%s %s)\n",
+			json_string_value(json_object_get(m, "id")),
+			json_string_value(unit),
+			json_string_value(json_object_get(m, "name"))
+				? json_string_value(json_object_get(m, "name"))
+				: "",
+			en ? "last visit" : "lần cuối",
+			json_is_string(last) ? json_string_value(last)
+					     : (en ? "never" : "chưa có"));
+	}
+}
+
 /* -------------------------------------------------------------------- CSV */
 
 /* One CSV field: quoted when it holds a comma, a quote or a line break. */
@@ -331,7 +362,7 @@ int cmd_report(cli *c)
 {
 	static const char line[] = "report [--by unit,kind,field,status,level,"
 		"year] [--unit PREFIX] [--depth N] [--from DATE] [--to DATE] "
-		"[--overdue MONTHS] [--as-of DATE] [--lang vi|en] "
+		"[--overdue MONTHS [--list]] [--as-of DATE] [--lang vi|en] "
 		"[--format table|csv|json|xlsx] [--out FILE]";
 	kheo_report_options o = KHEO_REPORT_OPTIONS_INIT;
 	const char *format = c->json ? "json" : "table", *out = NULL;
@@ -347,6 +378,10 @@ int cmd_report(cli *c)
 							 : NULL;
 		char *end;
 
+		if (strcmp(a, "--list") == 0) {
+			o.list_overdue = 1;
+			continue;
+		}
 		if (!v)
 			return cli_usage(line);
 		if (strcmp(a, "--by") == 0)
@@ -388,6 +423,11 @@ int cmd_report(cli *c)
 			"json, xlsx\n", format);
 		return EXIT_USAGE;
 	}
+	if (o.list_overdue && !o.overdue_months) {
+		fprintf(stderr, "kheo report: --list lists overdue models: "
+			"give --overdue MONTHS\n");
+		return EXIT_USAGE;
+	}
 	if (strcmp(format, "xlsx") == 0 && !out) {
 		fprintf(stderr, "kheo report: --format xlsx needs --out FILE\n");
 		return EXIT_USAGE;
@@ -417,8 +457,10 @@ int cmd_report(cli *c)
 				fprintf(f, "%s\n", json);
 			else if (strcmp(format, "csv") == 0)
 				print_csv(&r, f);
-			else
+			else {
 				print_table(&r, f);
+				print_overdue(&r, f);
+			}
 			if (out && fclose(f) != 0) {
 				fprintf(stderr, "kheo report: %s: write "
 					"failed\n", out);

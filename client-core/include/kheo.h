@@ -303,6 +303,10 @@ KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
  *   overdue_months  > 0 adds `overdue`: models not withdrawn with no live
  *                 inspection or supervision visit in the months up to
  *                 as_of
+ *   list_overdue  with overdue_months: also "overdue_models", each model
+ *                 counted as overdue: id, unit, unit_name, name, status
+ *                 and its last inspection or supervision ("last_visit",
+ *                 null if none)
  *   as_of         YYYY-MM-DD (NULL: today, UTC, by the node's clock)
  *   lang          "vi" (NULL: the default) or "en": the labels' language
  *
@@ -321,11 +325,13 @@ typedef struct kheo_report_options {
 	int unit_depth;
 	const char *from, *to;
 	int overdue_months;
+	int list_overdue;
 	const char *as_of;
 	const char *lang;
 } kheo_report_options;
 
-#define KHEO_REPORT_OPTIONS_INIT { NULL, NULL, 0, NULL, NULL, 0, NULL, NULL }
+#define KHEO_REPORT_OPTIONS_INIT \
+	{ NULL, NULL, 0, NULL, NULL, 0, 0, NULL, NULL }
 
 KHEO_EXTERN int kheo_report_json(kheo_db *db, const kheo_report_options *o,
 	char **out);

@@ -361,16 +361,19 @@ static void bind_params(sqlite3_stmt *st, const kheo_report_options *o,
  *               or supervision visit dated within overdue_months before
  *               as_of
  */
+#define OVERDUE_SQL \
+	"?5 > 0 AND coalesce(m.status, '') <> 'withdrawn' AND NOT EXISTS " \
+	"(SELECT 1 FROM visit v WHERE v.model = m.id AND v._deleted = 0 " \
+	"AND v.kind IN ('inspection', 'supervision') AND v.date > " \
+	"date(?4, '-' || ?5 || ' months') AND v.date <= ?4)"
+
 static const char measures_sql[] =
 	"count(*), "
 	"sum(registered_on BETWEEN ?2 AND ?3), "
 	"sum(status IN ('recognized', 'replicated') AND "
 	"    coalesce(recognized_on, '') BETWEEN "
 	"    (CASE WHEN ?2 = '0000-00-00' THEN '' ELSE ?2 END) AND ?3), "
-	"sum(?5 > 0 AND coalesce(status, '') <> 'withdrawn' AND NOT EXISTS "
-	"    (SELECT 1 FROM visit v WHERE v.model = m.id AND v._deleted = 0 "
-	"     AND v.kind IN ('inspection', 'supervision') AND v.date > "
-	"     date(?4, '-' || ?5 || ' months') AND v.date <= ?4))";
+	"sum(" OVERDUE_SQL ")";
 
 static const char where_sql[] =
 	" FROM model m WHERE m._deleted = 0 AND (?1 = '' OR m._unit = ?1 OR "
@@ -388,6 +391,50 @@ static void put_measures(json_t *o, sqlite3_stmt *st, int col,
 	if (opt->overdue_months > 0)
 		json_object_set_new(o, "overdue", json_integer(
 			sqlite3_column_int64(st, col + 3)));
+}
+
+/*
+ * "overdue_models": which models the overdue count counted, by unit and
+ * name, each with its last inspection or supervision (null if none) and
+ * its unit's name from sys_unit (null if unnamed), so that an office
+ * knows where to go.
+ */
+static int overdue_list(kheo_db *db, const kheo_report_options *o,
+	const char *as_of, json_t *root)
+{
+	static const char sql[] =
+		"SELECT m.id, m._unit, m.name, m.status, (SELECT max(v.date)"
+		" FROM visit v WHERE v.model = m.id AND v._deleted = 0 AND"
+		" v.kind IN ('inspection', 'supervision') AND v.date <= ?4),"
+		" (SELECT s.name FROM sys_unit s WHERE s.slug = m._unit AND"
+		" s._deleted = 0 ORDER BY s.id LIMIT 1)"
+		" FROM model m WHERE m._deleted = 0 AND (?1 = '' OR m._unit ="
+		" ?1 OR substr(m._unit, 1, length(?1) + 1) = ?1 || '/') AND "
+		OVERDUE_SQL " ORDER BY m._unit, m.name, m.id";
+	json_t *list = json_array();
+	sqlite3_stmt *st;
+	int rc;
+
+	json_object_set_new(root, "overdue_models", list);
+	if ((rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL)) !=
+	    SQLITE_OK)
+		return kheo__sqlerr(db, rc, "overdue list");
+	bind_params(st, o, as_of);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *m = json_object();
+		int k;
+
+		for (k = 0; k < 6; k++) {
+			static const char *const keys[] = { "id", "unit",
+				"name", "status", "last_visit", "unit_name" };
+
+			json_object_set_new(m, keys[k], value_json(st, k));
+		}
+		json_array_append_new(list, m);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? KHEO_OK : kheo__sqlerr(db, rc,
+		"overdue list");
 }
 
 KHEO_EXTERN int kheo_report_json(kheo_db *db,
@@ -566,6 +613,12 @@ KHEO_EXTERN int kheo_report_json(kheo_db *db,
 		json_object_set_new(labels, "columns", labels_json(&q, t));
 		json_object_set_new(labels, "values", values);
 		json_object_set_new(root, "labels", labels);
+	}
+	if (o->overdue_months > 0 && o->list_overdue) {
+		sqlite3_finalize(st);
+		st = NULL;
+		if ((err = overdue_list(db, o, as_of, root)) < 0)
+			goto done;
 	}
 	err = kheo__json_out(db, out, root);
 	root = NULL;

@@ -155,6 +155,19 @@ want="dak-nong/cu-jut=3,3,2,2 dak-nong/dak-mil=2,2,1,1 total=5,5,3,3 "
 [ "$got" = "$want" ]
 check "overdue: B and C (visit too old) in Cư Jút, D (review only) in Đắk Mil" \
 	$? "got:  $got" "want: $want"
+run $P report --overdue 6 --as-of 2025-11-27 --list --json
+python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+got = {m["id"]: m["last_visit"] for m in d["overdue_models"]}
+want = {sys.argv[2]: None, sys.argv[3]: "2025-01-01", sys.argv[4]: None}
+assert got == want, (got, want)' "$T/out" "$B" "$C" "$D"
+check "--list names the overdue models, with C's last supervision and none for D's review" $? "$(out1)"
+run $P report --overdue 6 --as-of 2025-11-27 --list
+grep -q "^  $(echo "$C" | cut -c1-8)  $CJ/tam-thang: Nhóm hộ nuôi cá lồng  (lần cuối 2025-01-01)$" "$T/out"
+check "the table lists them under it, with the last visit" $? "$(out1)"
+run $P report --list
+[ "$rc" -eq 2 ]
+check "--list without --overdue is a usage error" $? "exit $rc"
 run $P report --overdue 12 --as-of 2025-11-27 --json
 got=$(rows <"$T/out" | tr '\n' ' ')
 [ "$got" = "total=5,5,3,2 " ]
