@@ -20,42 +20,9 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
+. "$ROOT/tests/integration/lib/cli.sh"
+cli_setup identity
 
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then SCRATCH=/dev/shm; else
-	SCRATCH=${TMPDIR:-/tmp}; fi
-T=$(mktemp -d "$SCRATCH/kheo-identity.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-if [ ! -x "$KHEO" ]; then
-	echo "1..1"
-	echo "not ok 1 - $KHEO is not built (make $BUILD/kheo)"
-	exit 1
-fi
-
-if command -v timeout >/dev/null 2>&1; then TO="timeout 60"; else TO=; fi
-
-# run ARGS...: kheo with stdout in $T/out, stderr in $T/err, status in $rc
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 300 "$T/err" | tr '\n' ' '; }
-out1() { head -c 300 "$T/out" | tr '\n' ' '; }
-
-# json EXPR < JSON: print EXPR evaluated with d = the parsed document
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
 # idj DIR KEY: a field of `kheo id --json` ("None" for null)
 idj() { k -C "$1" id --json | json "d.get(\"$2\")"; }
 # field DIR TABLE ID NAME: one field of a record ("None" if unset)

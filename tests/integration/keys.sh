@@ -12,39 +12,10 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
 unset KHEO_PASSPHRASE KHEO_HOME
+. "$ROOT/tests/integration/lib/cli.sh"
+cli_setup keys
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/kheo-keys.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-if [ ! -x "$KHEO" ]; then
-	echo "1..1"
-	echo "not ok 1 - $KHEO is not built (make $BUILD/kheo)"
-	exit 1
-fi
-
-if command -v timeout >/dev/null 2>&1; then TO="timeout 60"; else TO=; fi
-
-# run ARGS...: kheo with stdout in $T/out, stderr in $T/err, status in $rc
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 400 "$T/err" | tr '\n' ' '; }
-out1() { head -c 300 "$T/out" | tr '\n' ' '; }
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
 # says PATTERN...: every fixed string occurs in $T/err
 says() {
 	for s_p in "$@"; do

@@ -17,37 +17,8 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/kheo-report.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-if [ ! -x "$KHEO" ]; then
-	echo "1..1"
-	echo "not ok 1 - $KHEO is not built (make $BUILD/kheo)"
-	exit 1
-fi
-if command -v timeout >/dev/null 2>&1; then TO="timeout 60"; else TO=; fi
-
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 300 "$T/err" | tr '\n' ' '; }
-out1() { head -c 600 "$T/out" | tr '\n' '|'; }
-# json EXPR < JSON: EXPR evaluated with d = the parsed document
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
+. "$ROOT/tests/integration/lib/cli.sh"
+cli_setup report
 
 P="-C $T/p"
 k $P init --role province --unit dak-nong >/dev/null || exit 1

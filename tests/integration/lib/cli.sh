@@ -1,0 +1,54 @@
+# cli.sh - what the integration scripts that drive the kheo command share
+# (sourced, not run: tests/run.sh runs only tests/integration/*.sh).
+#
+#   ROOT=$(pwd); . "$ROOT/tests/integration/lib/cli.sh"   (the repo root)
+#   cli_setup NAME   a scratch folder $T (on tmpfs when there is one),
+#                    removed on exit and made the current directory; a TAP
+#                    failure and exit when $KHEO is not built
+#   run ARGS...      kheo with stdout in $T/out, stderr in $T/err, status
+#                    in $rc
+#   k ARGS...        kheo, its output as it comes
+#   err1, out1       the start of $T/err and $T/out on one line, for a
+#                    failing test's diagnostics
+#   json EXPR        EXPR evaluated with d = the JSON document on stdin
+#
+# KHEO is $BUILD/kheo (BUILD relative to the root, or absolute); every
+# command is bounded to 60 s where timeout(1) exists.  TAP helpers come
+# from tap.sh.
+
+. "$ROOT/tests/integration/lib/tap.sh"
+
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+KHEO=$BUILD/kheo
+if command -v timeout >/dev/null 2>&1; then TO="timeout 60"; else TO=; fi
+
+cli_setup() {
+	if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+		cli_scratch=/dev/shm
+	else
+		cli_scratch=${TMPDIR:-/tmp}
+	fi
+	T=$(mktemp -d "$cli_scratch/kheo-$1.XXXXXX") || exit 1
+	trap 'rm -rf "$T"' EXIT
+	trap 'exit 130' INT TERM HUP
+	cd "$T" || exit 1
+	if [ ! -x "$KHEO" ]; then
+		echo "1..1"
+		echo "not ok 1 - $KHEO is not built (make $BUILD/kheo)"
+		exit 1
+	fi
+}
+
+run() {
+	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
+	rc=$?
+}
+k() { $TO "$KHEO" "$@"; }
+err1() { head -c 400 "$T/err" | tr '\n' ' '; }
+out1() { head -c 400 "$T/out" | tr '\n' ' '; }
+json() {
+	python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(eval(sys.argv[1]))' "$1"
+}
