@@ -28,6 +28,7 @@
 #include "internal.h"
 #include "alloc.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------- dates */
 
@@ -146,7 +148,9 @@ static void iso_ms(char out[32], int64_t ms)
 	snprintf(out + 19, 13, ".%03dZ", (int)(ms % 1000));
 }
 
-#define MIRROR_FORMAT 1
+/* 2: record files and changesets sharded by their first hex digits, so
+ * that a commit rewrites small directories (1 had UNIT/TABLE/ID.json) */
+#define MIRROR_FORMAT 2
 #define MIRROR_REF "refs/heads/main"
 #define MIRROR_FILE "_kheo/mirror.json"
 #define SCHEMA_FILE "_kheo/schema.json"
@@ -180,8 +184,11 @@ typedef struct mirror {
 	git_repository *repo;
 	git_odb *odb;
 	git_odb_backend *mempack; /* owned by odb once added */
-	git_index *index;         /* the tree being built */
+	git_packbuilder *pb;      /* export: what goes in the next pack */
+	struct tdir *tree;        /* the tree being built (its root) */
+	size_t tree_loaded;       /* entries of it held in memory */
 	kheo_db *scratch;         /* the rebuilt state */
+	char scratch_file[4096];  /* where it is kept (removed at the end) */
 	kheo_codec *plain;        /* writes frames uncompressed */
 	mirror_ident ident;
 	char *schema;             /* _kheo/schema.json's text */
@@ -194,10 +201,11 @@ typedef struct mirror {
 	int in_verify;
 	int used;                 /* verify or replay ran */
 	int tree_ok;              /* the last commit checked had the tree
-				   * rebuilt: every tree the index caches is
+				   * rebuilt: every tree the cache holds is
 				   * in the repository */
 	kheo_audit_stats st;
 	kheo_buf buf;
+	kheo_buf tbuf;            /* a tree being written */
 } mirror;
 
 struct kheo_audit {
@@ -274,6 +282,291 @@ static void finding(mirror *m, kheo_audit_severity sev, const char *kind,
 	m->opts.finding(&f, m->opts.payload);
 }
 
+/* ------------------------------------------------------ the tree cache */
+
+/*
+ * The tree being built, one directory at a time: a commit rewrites only
+ * the directories on the paths it changed, and every other subtree is
+ * kept as its oid (what git itself does).  A directory is read from the
+ * repository when a path under it first changes, and every clean one is
+ * let go when more than TREE_KEEP entries are held, so memory follows
+ * what a few thousand commits touch, not the size of the state or of the
+ * history.  (A git index, used before, read every directory back after
+ * each write: O(state) per commit.)
+ */
+#define TREE_KEEP 200000
+
+static int pack_note(mirror *m, const git_oid *id, const char *name);
+
+typedef struct tent {
+	char *name;
+	unsigned int mode;  /* GIT_FILEMODE_BLOB or GIT_FILEMODE_TREE */
+	git_oid oid;        /* the blob, or the subtree as last written */
+	struct tdir *sub;   /* the subtree, when held in memory */
+} tent;
+
+typedef struct tdir {
+	tent *e;
+	size_t n, cap;
+	int dirty;          /* changed since written: the oid is stale */
+} tdir;
+
+static void tdir_free(tdir *d)
+{
+	size_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < d->n; i++) {
+		kheo__free(d->e[i].name);
+		tdir_free(d->e[i].sub);
+	}
+	kheo__free(d->e);
+	kheo__free(d);
+}
+
+/* git's order: a directory's name sorts as if it ended with '/' */
+static int tent_cmp(const char *a, size_t la, int ta, const char *b,
+	size_t lb, int tb)
+{
+	size_t l = la < lb ? la : lb;
+	int c = memcmp(a, b, l);
+	unsigned char ca, cb;
+
+	if (c)
+		return c;
+	ca = la > l ? (unsigned char)a[l] : ta ? '/' : 0;
+	cb = lb > l ? (unsigned char)b[l] : tb ? '/' : 0;
+	return (int)ca - (int)cb;
+}
+
+/* The place of (name, kind) in d: found (1) or where it would go (0). */
+static int tdir_find(const tdir *d, const char *name, size_t len, int tree,
+	size_t *at)
+{
+	size_t lo = 0, hi = d->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const tent *e = &d->e[mid];
+		int c = tent_cmp(e->name, strlen(e->name),
+			e->mode == GIT_FILEMODE_TREE, name, len, tree);
+
+		if (c == 0) {
+			*at = mid;
+			return 1;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return 0;
+}
+
+static tent *tdir_insert(mirror *m, tdir *d, size_t at, const char *name,
+	size_t len, unsigned int mode)
+{
+	tent *e;
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 8;
+		tent *more = kheo__realloc(d->e, cap * sizeof(*more));
+
+		if (!more)
+			return NULL;
+		d->e = more;
+		d->cap = cap;
+	}
+	memmove(&d->e[at + 1], &d->e[at], (d->n - at) * sizeof(*d->e));
+	e = &d->e[at];
+	memset(e, 0, sizeof(*e));
+	if (!(e->name = kheo__malloc(len + 1))) {
+		memmove(&d->e[at], &d->e[at + 1], (d->n - at) * sizeof(*d->e));
+		return NULL;
+	}
+	memcpy(e->name, name, len);
+	e->name[len] = '\0';
+	e->mode = mode;
+	d->n++;
+	m->tree_loaded++;
+	return e;
+}
+
+/* A subtree held in memory: read from the repository if need be. */
+static int tent_open(mirror *m, tent *e)
+{
+	git_tree *t = NULL;
+	size_t i, n;
+	int rc;
+
+	if (e->sub)
+		return KHEO_OK;
+	if (!(e->sub = kheo__calloc(1, sizeof(*e->sub))))
+		return KHEO_ENOMEM;
+	if ((rc = git_tree_lookup(&t, m->repo, &e->oid)) < 0)
+		return gerr(m, rc, e->name);
+	n = git_tree_entrycount(t);
+	if (!(e->sub->e = kheo__calloc(n ? n : 1, sizeof(tent)))) {
+		git_tree_free(t);
+		return KHEO_ENOMEM;
+	}
+	e->sub->cap = n ? n : 1;
+	for (i = 0; i < n; i++) {
+		const git_tree_entry *te = git_tree_entry_byindex(t, i);
+		tent *x = &e->sub->e[i];
+		const char *name = git_tree_entry_name(te);
+
+		if (!(x->name = kheo__malloc(strlen(name) + 1))) {
+			git_tree_free(t);
+			return KHEO_ENOMEM;
+		}
+		strcpy(x->name, name);
+		x->mode = git_tree_entry_filemode(te) == GIT_FILEMODE_TREE
+				  ? GIT_FILEMODE_TREE : GIT_FILEMODE_BLOB;
+		git_oid_cpy(&x->oid, git_tree_entry_id(te));
+		e->sub->n++;
+		m->tree_loaded++;
+	}
+	git_tree_free(t);
+	return KHEO_OK;
+}
+
+/*
+ * Set the file at path to blob (oid), or remove it (oid NULL; an emptied
+ * directory goes too).  Directories on the way are made or read.
+ */
+static int tree_set(mirror *m, const char *path, const git_oid *oid)
+{
+	tdir *stack[16];
+	size_t where[16], depth = 0, at;
+	tdir *d = m->tree;
+	const char *p = path, *slash;
+	tent *e;
+	int err;
+
+	while ((slash = strchr(p, '/'))) {
+		size_t len = (size_t)(slash - p);
+
+		if (depth == 15)
+			return merr(m, KHEO_EINVAL, "%s: too deep", path);
+		if (!tdir_find(d, p, len, 1, &at)) {
+			if (!oid)
+				return KHEO_OK; /* nothing there to remove */
+			if (!(e = tdir_insert(m, d, at, p, len,
+				      GIT_FILEMODE_TREE)) ||
+			    !(e->sub = kheo__calloc(1, sizeof(*e->sub))))
+				return KHEO_ENOMEM;
+		}
+		e = &d->e[at];
+		if ((err = tent_open(m, e)) < 0)
+			return err;
+		stack[depth] = d;
+		where[depth++] = at;
+		d = e->sub;
+		p = slash + 1;
+	}
+	if (tdir_find(d, p, strlen(p), 0, &at)) {
+		e = &d->e[at];
+		if (oid && git_oid_equal(&e->oid, oid))
+			return KHEO_OK; /* unchanged */
+		if (oid) {
+			git_oid_cpy(&e->oid, oid);
+		} else {
+			kheo__free(e->name);
+			memmove(&d->e[at], &d->e[at + 1],
+				(d->n - at - 1) * sizeof(*d->e));
+			d->n--;
+			m->tree_loaded--;
+		}
+	} else if (!oid) {
+		return KHEO_OK;
+	} else {
+		if (!(e = tdir_insert(m, d, at, p, strlen(p),
+			      GIT_FILEMODE_BLOB)))
+			return KHEO_ENOMEM;
+		git_oid_cpy(&e->oid, oid);
+	}
+	d->dirty = 1;
+	/* up the path: mark changed, and drop directories left empty */
+	while (depth--) {
+		tdir *up = stack[depth];
+
+		if (d->n == 0) {
+			tent *gone = &up->e[where[depth]];
+
+			kheo__free(gone->name);
+			tdir_free(gone->sub);
+			memmove(gone, gone + 1, (up->n - where[depth] - 1) *
+				sizeof(*gone));
+			up->n--;
+			m->tree_loaded--;
+		}
+		up->dirty = 1;
+		d = up;
+	}
+	return KHEO_OK;
+}
+
+/* Write every changed directory, deepest first; the root's oid out. */
+static int tdir_write(mirror *m, tdir *d, const char *name, git_oid *out)
+{
+	size_t i;
+	int rc, err;
+
+	kheo_buf_reset(&m->tbuf);
+	for (i = 0; i < d->n; i++) {
+		tent *e = &d->e[i];
+
+		if (e->sub && e->sub->dirty &&
+		    (err = tdir_write(m, e->sub, e->name, &e->oid)) < 0)
+			return err;
+	}
+	/* m->tbuf is shared: filled only once the subtrees are written */
+	kheo_buf_reset(&m->tbuf);
+	for (i = 0; i < d->n; i++) {
+		const tent *e = &d->e[i];
+		const char *mode = e->mode == GIT_FILEMODE_TREE ? "40000 "
+								 : "100644 ";
+
+		kheo_buf_put(&m->tbuf, mode, strlen(mode));
+		kheo_buf_put(&m->tbuf, e->name, strlen(e->name) + 1);
+		kheo_buf_put(&m->tbuf, e->oid.id, GIT_OID_RAWSZ);
+	}
+	if (m->tbuf.oom)
+		return KHEO_ENOMEM;
+	if ((rc = git_odb_write(out, m->odb, m->tbuf.p, m->tbuf.len,
+		     GIT_OBJECT_TREE)) < 0)
+		return gerr(m, rc, "tree");
+	d->dirty = 0;
+	return pack_note(m, out, name);
+}
+
+/* Let go of every subtree held (all are written: only their oids stay). */
+static void tdir_drop(mirror *m, tdir *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (d->e[i].sub) {
+			assert(!d->e[i].sub->dirty);
+			tdir_drop(m, d->e[i].sub);
+			m->tree_loaded -= d->e[i].sub->n;
+			tdir_free(d->e[i].sub);
+			d->e[i].sub = NULL;
+		}
+}
+
+static int tree_write(mirror *m, git_oid *out)
+{
+	int err = tdir_write(m, m->tree, "", out);
+
+	if (err == KHEO_OK && m->tree_loaded > TREE_KEEP)
+		tdir_drop(m, m->tree);
+	return err;
+}
+
 /* ---------------------------------------------------------- set up */
 
 static int mirror_init(mirror *m, kheo_db *db, const kheo_audit_options *o)
@@ -302,14 +595,18 @@ static int mirror_init(mirror *m, kheo_db *db, const kheo_audit_options *o)
 
 static void mirror_free(mirror *m)
 {
+	git_packbuilder_free(m->pb);
 	kheo_db_close(m->scratch);
-	git_index_free(m->index);
+	if (m->scratch_file[0])
+		unlink(m->scratch_file);
+	tdir_free(m->tree);
 	git_odb_free(m->odb); /* frees the mempack backend it owns */
 	git_repository_free(m->repo);
 	kheo_codec_free(m->plain);
 	kheo__free(m->schema);
 	kheo__free(m->commits);
 	kheo_buf_free(&m->buf);
+	kheo_buf_free(&m->tbuf);
 	git_libgit2_shutdown();
 }
 
@@ -326,33 +623,50 @@ static int mirror_odb(mirror *m)
 		m->mempack = NULL;
 		return gerr(m, rc, "object store");
 	}
-	if ((rc = git_index_new(&m->index)) < 0)
-		return gerr(m, rc, "index");
+	if (!m->tree && !(m->tree = kheo__calloc(1, sizeof(*m->tree))))
+		return KHEO_ENOMEM;
 	return KHEO_OK;
 }
 
-/* What the mempack holds, written to the repository as one pack. */
-static int mirror_flush_pack(mirror *m)
+/*
+ * What this export wrote since the last pack, written to the repository
+ * as one pack.  The objects are named to a packbuilder as they are
+ * written (pack_note): git_mempack_dump would walk every commit's whole
+ * tree instead, O(state) per commit.  The names (a directory's or file's
+ * own) let the packbuilder delta each directory against its previous
+ * versions.
+ */
+static int pack_note(mirror *m, const git_oid *id, const char *name)
 {
-	git_buf pack = GIT_BUF_INIT;
-	git_odb_writepack *wp = NULL;
-	git_indexer_progress prog;
 	int rc;
 
-	if ((rc = git_mempack_dump(&pack, m->repo, m->mempack)) < 0)
+	if (!m->pb)
+		return KHEO_OK;
+	if ((rc = git_packbuilder_insert(m->pb, id, name)) < 0)
 		return gerr(m, rc, "pack");
-	memset(&prog, 0, sizeof(prog));
-	if ((rc = git_odb_write_pack(&wp, m->odb, NULL, NULL)) < 0 ||
-	    (rc = wp->append(wp, pack.ptr, pack.size, &prog)) < 0 ||
-	    (rc = wp->commit(wp, &prog)) < 0) {
-		if (wp)
-			wp->free(wp);
-		git_buf_dispose(&pack);
+	return KHEO_OK;
+}
+
+static int pack_start(mirror *m)
+{
+	int rc;
+
+	if (!m->pb && (rc = git_packbuilder_new(&m->pb, m->repo)) < 0)
+		return gerr(m, rc, "pack");
+	return KHEO_OK;
+}
+
+static int mirror_flush_pack(mirror *m)
+{
+	int rc;
+
+	if ((rc = git_packbuilder_write(m->pb, NULL, 0, NULL, NULL)) < 0)
 		return gerr(m, rc, "writing a pack");
-	}
-	wp->free(wp);
-	git_buf_dispose(&pack);
+	git_packbuilder_free(m->pb);
+	m->pb = NULL;
 	if ((rc = git_mempack_reset(m->mempack)) < 0)
+		return gerr(m, rc, "pack");
+	if ((rc = git_packbuilder_new(&m->pb, m->repo)) < 0)
 		return gerr(m, rc, "pack");
 	return KHEO_OK;
 }
@@ -434,19 +748,35 @@ static int mirror_scratch(mirror *m)
 	if (m->db)
 		o = m->db->opts;
 	o.passphrase = NULL;
+	/* in a temporary file: the rebuild holds every op of the history,
+	 * and memory is to stay flat as that grows */
+	{
+		const char *tmp = getenv("TMPDIR");
+		int fd;
+
+		snprintf(m->scratch_file, sizeof(m->scratch_file),
+			"%s/kheo-audit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if ((fd = mkstemp(m->scratch_file)) < 0) {
+			err = merr(m, KHEO_EIO, "%s: %s", m->scratch_file,
+				strerror(errno));
+			m->scratch_file[0] = '\0';
+			return err;
+		}
+		close(fd);
+	}
 	if ((err = kheo__db_scratch_for(&m->scratch, &o, m->schema,
 		     m->schema_len, m->ident.pk, m->ident.role,
-		     m->ident.unit)) < 0)
+		     m->ident.unit, m->scratch_file)) < 0)
 		return m->scratch ? serr(m, err) : err;
 	m->scratch->track_touched = 1;
 	if ((err = kheo__exec(m->scratch,
 		     "CREATE TEMP TABLE kheo_touched(rid BLOB PRIMARY KEY)"
 		     " WITHOUT ROWID;"
-		     "CREATE TEMP TABLE audit_path(rid BLOB PRIMARY KEY,"
+		     "CREATE TABLE audit_path(rid BLOB PRIMARY KEY,"
 		     " path TEXT NOT NULL) WITHOUT ROWID;"
-		     "CREATE TEMP TABLE audit_rcpt(author TEXT, unit TEXT,"
+		     "CREATE TABLE audit_rcpt(author TEXT, unit TEXT,"
 		     " useq INTEGER, held_at INTEGER);"
-		     "CREATE TEMP TABLE audit_seq(id BLOB PRIMARY KEY,"
+		     "CREATE TABLE audit_seq(id BLOB PRIMARY KEY,"
 		     " seq INTEGER, commit_id TEXT) WITHOUT ROWID;")) < 0 ||
 	    (err = kheo__begin(m->scratch)) < 0)
 		return serr(m, err);
@@ -458,19 +788,16 @@ static int mirror_scratch(mirror *m)
 
 /* ----------------------------------------------------------- the tree */
 
-static int index_put(mirror *m, const char *path, const void *p, size_t n)
+static int file_put(mirror *m, const char *path, const void *p, size_t n)
 {
-	git_index_entry e;
+	git_oid id;
 	int rc;
 
-	memset(&e, 0, sizeof(e));
-	if ((rc = git_blob_create_from_buffer(&e.id, m->repo, p, n)) < 0)
+	if ((rc = git_odb_write(&id, m->odb, p, n, GIT_OBJECT_BLOB)) < 0)
 		return gerr(m, rc, path);
-	e.mode = GIT_FILEMODE_BLOB;
-	e.path = path;
-	if ((rc = git_index_add(m->index, &e)) < 0)
-		return gerr(m, rc, path);
-	return KHEO_OK;
+	if ((rc = pack_note(m, &id, path)) < 0)
+		return rc;
+	return tree_set(m, path, &id);
 }
 
 /* Write every record the last changeset touched, as its file. */
@@ -488,9 +815,9 @@ static int render_touched(mirror *m)
 	    (rc = sqlite3_prepare_v2(s->sql, "SELECT tbl, unit FROM"
 		     " kheo_record WHERE rid = ?1", -1, &get, NULL)) ||
 	    (rc = sqlite3_prepare_v2(s->sql, "INSERT OR REPLACE INTO"
-		     " temp.audit_path(rid, path) VALUES(?1, ?2)", -1, &setp,
+		     " audit_path(rid, path) VALUES(?1, ?2)", -1, &setp,
 		     NULL)) ||
-	    (rc = sqlite3_prepare_v2(s->sql, "DELETE FROM temp.audit_path"
+	    (rc = sqlite3_prepare_v2(s->sql, "DELETE FROM audit_path"
 		     " WHERE rid = ?1 RETURNING path", -1, &oldp, NULL))) {
 		err = kheo__sqlerr(s, rc, "render");
 		goto done;
@@ -507,9 +834,10 @@ static int render_touched(mirror *m)
 		sqlite3_bind_blob(get, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
 		obj = NULL;
 		if (sqlite3_step(get) == SQLITE_ROW) {
-			snprintf(path, sizeof(path), "%s/%s/%s.json",
+			snprintf(path, sizeof(path), "%s/%s/%.2s/%s.json",
 				(const char *)sqlite3_column_text(get, 1),
-				(const char *)sqlite3_column_text(get, 0), hex);
+				(const char *)sqlite3_column_text(get, 0), hex,
+				hex);
 			obj = kheo__record_json(s, rid, &err);
 			if (err == KHEO_ENOTFOUND)
 				err = KHEO_OK;
@@ -521,10 +849,9 @@ static int render_touched(mirror *m)
 			sqlite3_reset(oldp);
 			sqlite3_bind_blob(oldp, 1, rid, KHEO_RECORD_SIZE,
 				SQLITE_STATIC);
-			if (sqlite3_step(oldp) == SQLITE_ROW &&
-			    git_index_remove(m->index, (const char *)
-				    sqlite3_column_text(oldp, 0), 0) < 0)
-				err = gerr(m, -1, "index");
+			if (sqlite3_step(oldp) == SQLITE_ROW)
+				err = tree_set(m, (const char *)
+					sqlite3_column_text(oldp, 0), NULL);
 			sqlite3_reset(oldp);
 			continue;
 		}
@@ -542,7 +869,7 @@ static int render_touched(mirror *m)
 			err = KHEO_ENOMEM;
 			break;
 		}
-		if ((err = index_put(m, path, m->buf.p, m->buf.len)) < 0)
+		if ((err = file_put(m, path, m->buf.p, m->buf.len)) < 0)
 			break;
 		sqlite3_reset(setp);
 		sqlite3_bind_blob(setp, 1, rid, KHEO_RECORD_SIZE, SQLITE_STATIC);
@@ -750,7 +1077,7 @@ static int note_receipts(mirror *m, const kheo_changeset *cs,
 	}
 	if (!by_province)
 		return KHEO_OK;
-	rc = sqlite3_prepare_v2(s->sql, "INSERT INTO temp.audit_rcpt(author,"
+	rc = sqlite3_prepare_v2(s->sql, "INSERT INTO audit_rcpt(author,"
 		" unit, useq, held_at) SELECT author, chain_unit, useq, held_at"
 		" FROM sys_receipt WHERE id = ?1 AND _deleted = 0", -1, &st,
 		NULL);
@@ -777,7 +1104,8 @@ static void cs_path(char out[96], const uint8_t id[KHEO_ID_SIZE])
 	char hex[2 * KHEO_ID_SIZE + 1];
 
 	kheo_hex(hex, id, KHEO_ID_SIZE);
-	snprintf(out, 96, "_changesets/%.2s/%s.kcs", hex, hex + 2);
+	snprintf(out, 96, "_changesets/%.2s/%.2s/%s.kcs", hex, hex + 2,
+		hex + 4);
 }
 
 /*
@@ -877,7 +1205,7 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		char hex[GIT_OID_HEXSZ + 1] = "";
 
 		if (sqlite3_prepare_v2(s->sql, "INSERT OR IGNORE INTO"
-			    " temp.audit_seq(id, seq, commit_id) VALUES(?1, ?2,"
+			    " audit_seq(id, seq, commit_id) VALUES(?1, ?2,"
 			    " ?3)", -1, &q, NULL) == SQLITE_OK) {
 			sqlite3_bind_blob(q, 1, o->id, KHEO_ID_SIZE,
 				SQLITE_STATIC);
@@ -894,12 +1222,10 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		goto done;
 	if (!m->trees)
 		goto done;
-	if ((err = index_put(m, o->path, plain.p, plain.len)) < 0)
+	if ((err = file_put(m, o->path, plain.p, plain.len)) < 0)
 		goto done;
-	if ((err = git_index_write_tree_to(&o->tree, m->index, m->repo)) < 0) {
-		err = gerr(m, err, "tree");
+	if ((err = tree_write(m, &o->tree)) < 0)
 		goto done;
-	}
 	cert_of(s, cs->author, cert, sizeof(cert), &role);
 	message(m, cs, o->id, applied, seq, cert, &o->msg);
 	if (o->msg.oom) {
@@ -1063,8 +1389,8 @@ static int seed_facts(mirror *m)
 	int err;
 
 	if ((err = ident_json(&m->ident, &m->buf)) < 0 ||
-	    (err = index_put(m, MIRROR_FILE, m->buf.p, m->buf.len)) < 0 ||
-	    (err = index_put(m, SCHEMA_FILE, m->schema, m->schema_len)) < 0)
+	    (err = file_put(m, MIRROR_FILE, m->buf.p, m->buf.len)) < 0 ||
+	    (err = file_put(m, SCHEMA_FILE, m->schema, m->schema_len)) < 0)
 		return err;
 	return KHEO_OK;
 }
@@ -1229,7 +1555,7 @@ static int check_commit(mirror *m, size_t i, int check)
 			"the changeset does not verify (%s): its bytes were "
 			"altered", o.why);
 		/* keep what is there, so that only this is reported */
-		index_put(m, path, git_blob_rawcontent(blob),
+		file_put(m, path, git_blob_rawcontent(blob),
 			(size_t)git_blob_rawsize(blob));
 		err = KHEO_OK;
 		goto done;
@@ -1320,7 +1646,7 @@ static int final_findings(mirror *m)
 
 	rc = sqlite3_prepare_v2(s->sql, "SELECT c.id, lower(hex(c.author)),"
 		" c.unit, c.useq, c.why, q.seq, q.commit_id FROM kheo_cs c"
-		" LEFT JOIN temp.audit_seq q ON q.id = c.id WHERE c.state = 1"
+		" LEFT JOIN audit_seq q ON q.id = c.id WHERE c.state = 1"
 		" ORDER BY q.seq", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(s, rc, "verify");
@@ -1366,9 +1692,9 @@ static int final_findings(mirror *m)
 	 * receipt that covers it */
 	rc = sqlite3_prepare_v2(s->sql, "SELECT c.id, lower(hex(c.author)),"
 		" c.unit, c.useq, c.clock_max >> 16, (SELECT min(r.held_at)"
-		" FROM temp.audit_rcpt r WHERE r.author = lower(hex(c.author))"
+		" FROM audit_rcpt r WHERE r.author = lower(hex(c.author))"
 		" AND r.unit = c.unit AND r.useq >= c.useq) AS first, q.seq,"
-		" q.commit_id FROM kheo_cs c LEFT JOIN temp.audit_seq q ON"
+		" q.commit_id FROM kheo_cs c LEFT JOIN audit_seq q ON"
 		" q.id = c.id WHERE c.state = 0 AND c.unit != '_sys' AND"
 		" first - (c.clock_max >> 16) > ?1 ORDER BY q.seq", -1, &st,
 		NULL);
@@ -1638,8 +1964,11 @@ KHEO_EXTERN int kheo_audit_replay(kheo_audit *a, kheo_replay_mode mode,
 		serr(m, err);
 	if (err == KHEO_OK)
 		kheo_hex(m->st.digest, digest, 32);
-	if (err == KHEO_OK && outdir &&
-	    (err = kheo__db_scratch_save(m->scratch, outdir)) < 0)
+	/* the rebuild's own tables are not the replayed node's */
+	if (err == KHEO_OK && outdir && ((err = kheo__exec(m->scratch,
+		     "DROP TABLE audit_path; DROP TABLE audit_rcpt;"
+		     " DROP TABLE audit_seq")) < 0 ||
+		     (err = kheo__db_scratch_save(m->scratch, outdir)) < 0))
 		serr(m, err);
 	if (err == KHEO_OK && json_out) {
 		json_t *o = json_object(), *arr = json_array();
@@ -1768,7 +2097,11 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 			goto done;
 		}
 		m->st.errors = m->st.warnings = 0;
+		if ((err = pack_start(m)) < 0)
+			goto done;
 	} else {
+		if ((err = pack_start(m)) < 0)
+			goto done;
 		memcpy(m->ident.pk, db->pk, KHEO_KEY_SIZE);
 		m->ident.role = db->role;
 		snprintf(m->ident.unit, sizeof(m->ident.unit), "%s", db->unit);
@@ -1871,6 +2204,8 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 		git_commit_free(pc);
 		step_clear(&o);
 		if (err < 0)
+			break;
+		if ((err = pack_note(m, &commit, NULL)) < 0)
 			break;
 		tip = commit;
 		have_tip = 1;

@@ -972,12 +972,12 @@ int kheo__resolve_node(kheo_db *db, uint8_t out[KHEO_KEY_SIZE],
 int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
 	const char *schema_json, size_t schema_len,
 	const uint8_t pk[KHEO_KEY_SIZE], kheo_node_role role,
-	const char *unit)
+	const char *unit, const char *file)
 {
 	kheo_db *s;
 	int rc, err;
 
-	if ((err = handle_new(out, ":memory:", opts)) < 0)
+	if ((err = handle_new(out, file ? file : ":memory:", opts)) < 0)
 		return err;
 	s = *out;
 	memcpy(s->pk, pk, KHEO_KEY_SIZE);
@@ -985,10 +985,16 @@ int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
 	snprintf(s->unit, sizeof(s->unit), "%s", unit);
 	if ((err = load_schema(s, schema_json, schema_len)) < 0)
 		return err;
-	rc = sqlite3_open_v2(":memory:", &s->sql,
+	rc = sqlite3_open_v2(file ? file : ":memory:", &s->sql,
 		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK)
 		return kheo__sqlerr(s, rc, "scratch store");
+	/* in a file, a rebuild's memory is the page cache, whatever the
+	 * history; nothing in it needs to survive a crash */
+	if (file && (err = kheo__exec(s, "PRAGMA journal_mode=OFF;"
+				  "PRAGMA synchronous=OFF;"
+				  "PRAGMA cache_size=-16384;")) < 0)
+		return err;
 	if ((err = kheo__exec(s, "CREATE TEMP TABLE kheo_dirty(rid BLOB "
 				 "PRIMARY KEY) WITHOUT ROWID;"
 				 "CREATE TEMP TABLE kheo_lock(lo INTEGER NOT "
@@ -1005,7 +1011,8 @@ int kheo__db_scratch(kheo_db *db, kheo_db **out)
 	int err;
 
 	if ((err = kheo__db_scratch_for(out, &db->opts, db->schema->json,
-		     db->schema->json_len, db->pk, db->role, db->unit)) < 0)
+		     db->schema->json_len, db->pk, db->role, db->unit,
+		     NULL)) < 0)
 		return err;
 	s = *out;
 	/* the same trust, so it decides every changeset as this node did */

@@ -122,11 +122,13 @@ int kheo__prepare_upserts(kheo_db *db);
 int kheo__db_scratch(kheo_db *db, kheo_db **out);
 /* The same for a node known only by its facts (audit.c rebuilds a mirrored
  * node from its git mirror): schema JSON, key, role and unit.  Not
- * enforcing until kheo__authz_set_root. */
+ * enforcing until kheo__authz_set_root.  With `file` (a new, empty one),
+ * the store lives there, unjournalled, and its memory is a bounded page
+ * cache; in memory otherwise. */
 int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
 	const char *schema_json, size_t schema_len,
 	const uint8_t pk[KHEO_KEY_SIZE], kheo_node_role role,
-	const char *unit);
+	const char *unit, const char *file);
 /* Write a scratch store out as the database of a new data directory
  * `dir` (created; refused if it holds a node): a node with the scratch's
  * key, role, unit and root, and no node.key, so it opens for reading. */

@@ -135,7 +135,7 @@ check "the third export" $rc "$(out1) $(err1)"
 run_git() { git -C m.git "$@" >"$T/out" 2>"$T/err"; rc=$?; }
 run_git fsck --strict --no-dangling
 check "git fsck --strict passes on the mirror" $rc "$(err1) $(out1)"
-F="$U/model/$M1.json"
+F="$U/model/$(echo "$M1" | cut -c1-2)/$M1.json"
 run_git log --format='%an|%s' -- "$F"
 st=1
 [ "$(wc -l <"$T/out")" -eq 3 ] && grep -q "collector ${D1KEY%"${D1KEY#????????????????}"} $U|$U: put model" "$T/out" &&
@@ -256,7 +256,7 @@ recommit() {
 		if [ "${DROP:-0}" -eq $rc_i ]; then continue; fi
 		if [ "${GAP:-0}" -eq $rc_i ]; then
 			rc_id=$(git -C "$rc_dir" show -s --format='%(trailers:key=Kheo-Changeset,valueonly)' "$rc_c" | head -1)
-			rc_gapfile=_changesets/$(echo "$rc_id" | cut -c1-2)/$(echo "$rc_id" | cut -c3-).kcs
+			rc_gapfile=_changesets/$(echo "$rc_id" | cut -c1-2)/$(echo "$rc_id" | cut -c3-4)/$(echo "$rc_id" | cut -c5-).kcs
 			continue
 		fi
 		rc_seq=$((rc_seq + 1))
