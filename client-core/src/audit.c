@@ -185,6 +185,7 @@ typedef struct mirror {
 	git_odb *odb;
 	git_odb_backend *mempack; /* owned by odb once added */
 	git_packbuilder *pb;      /* export: what goes in the next pack */
+	char *gitdir;             /* where the repository is */
 	struct tdir *tree;        /* the tree being built (its root) */
 	size_t tree_loaded;       /* entries of it held in memory */
 	kheo_db *scratch;         /* the rebuilt state */
@@ -588,6 +589,10 @@ static int mirror_init(mirror *m, kheo_db *db, const kheo_audit_options *o)
 	/* libgit2 keeps up to 256 MiB of objects read (process-wide); a
 	 * replay reads each commit and tree once, so a few MiB do */
 	git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)(8 << 20));
+	/* and maps up to 8 GiB of pack files, which count in the resident
+	 * set once read: a history is read front to back, a few windows do */
+	git_libgit2_opts(GIT_OPT_SET_MWINDOW_SIZE, (size_t)(4 << 20));
+	git_libgit2_opts(GIT_OPT_SET_MWINDOW_MAPPED_LIMIT, (size_t)(32 << 20));
 	if (kheo_codec_new(&m->plain, 0) < 0)
 		return KHEO_ENOMEM;
 	return KHEO_OK;
@@ -604,6 +609,7 @@ static void mirror_free(mirror *m)
 	git_repository_free(m->repo);
 	kheo_codec_free(m->plain);
 	kheo__free(m->schema);
+	kheo__free(m->gitdir);
 	kheo__free(m->commits);
 	kheo_buf_free(&m->buf);
 	kheo_buf_free(&m->tbuf);
@@ -613,6 +619,13 @@ static void mirror_free(mirror *m)
 /* Objects written from now on go to memory first. */
 static int mirror_odb(mirror *m)
 {
+	if (!m->gitdir) {
+		const char *p = git_repository_path(m->repo);
+
+		if (!(m->gitdir = kheo__malloc(strlen(p) + 1)))
+			return KHEO_ENOMEM;
+		strcpy(m->gitdir, p);
+	}
 	int rc;
 
 	if ((rc = git_repository_odb(&m->odb, m->repo)) < 0 ||
@@ -647,6 +660,29 @@ static int pack_note(mirror *m, const git_oid *id, const char *name)
 	return KHEO_OK;
 }
 
+/*
+ * The repository opened afresh, at a point where memory holds no object
+ * that is not in it (the mempack empty, no pack being built).  libgit2
+ * keeps a delta-base cache of up to 16 MiB for every pack it has read
+ * and never shrinks it; an export writes a pack per PACK_EVERY commits,
+ * so reading a long history would grow by that much per pack.
+ */
+static int mirror_reopen(mirror *m)
+{
+	int rc;
+
+	assert(!m->pb);
+	git_odb_free(m->odb);
+	m->odb = NULL;
+	m->mempack = NULL;
+	git_repository_free(m->repo);
+	m->repo = NULL;
+	if ((rc = git_repository_open_ext(&m->repo, m->gitdir,
+		     GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) < 0)
+		return gerr(m, rc, m->gitdir);
+	return mirror_odb(m);
+}
+
 static int pack_start(mirror *m)
 {
 	int rc;
@@ -666,9 +702,9 @@ static int mirror_flush_pack(mirror *m)
 	m->pb = NULL;
 	if ((rc = git_mempack_reset(m->mempack)) < 0)
 		return gerr(m, rc, "pack");
-	if ((rc = git_packbuilder_new(&m->pb, m->repo)) < 0)
-		return gerr(m, rc, "pack");
-	return KHEO_OK;
+	if ((rc = mirror_reopen(m)) < 0)
+		return rc;
+	return pack_start(m);
 }
 
 /* --------------------------------------------------- the mirror's facts */
@@ -748,9 +784,10 @@ static int mirror_scratch(mirror *m)
 	if (m->db)
 		o = m->db->opts;
 	o.passphrase = NULL;
-	/* in a temporary file: the rebuild holds every op of the history,
-	 * and memory is to stay flat as that grows */
-	{
+	/* in a file: the rebuild holds every op of the history, and memory
+	 * is to stay flat as that grows.  An export names its own (kept
+	 * beside the mirror, rebuild_keep); otherwise a temporary one. */
+	if (!m->scratch_file[0]) {
 		const char *tmp = getenv("TMPDIR");
 		int fd;
 
@@ -772,15 +809,17 @@ static int mirror_scratch(mirror *m)
 	if ((err = kheo__exec(m->scratch,
 		     "CREATE TEMP TABLE kheo_touched(rid BLOB PRIMARY KEY)"
 		     " WITHOUT ROWID;"
-		     "CREATE TABLE audit_path(rid BLOB PRIMARY KEY,"
-		     " path TEXT NOT NULL) WITHOUT ROWID;"
-		     "CREATE TABLE audit_rcpt(author TEXT, unit TEXT,"
-		     " useq INTEGER, held_at INTEGER);"
-		     "CREATE TABLE audit_seq(id BLOB PRIMARY KEY,"
-		     " seq INTEGER, commit_id TEXT) WITHOUT ROWID;")) < 0 ||
+		     "CREATE TABLE IF NOT EXISTS audit_path(rid BLOB PRIMARY"
+		     " KEY, path TEXT NOT NULL) WITHOUT ROWID;"
+		     "CREATE TABLE IF NOT EXISTS audit_rcpt(author TEXT,"
+		     " unit TEXT, useq INTEGER, held_at INTEGER);"
+		     "CREATE TABLE IF NOT EXISTS audit_seq(id BLOB PRIMARY KEY,"
+		     " seq INTEGER, commit_id TEXT) WITHOUT ROWID;"
+		     "CREATE TABLE IF NOT EXISTS audit_meta(k TEXT PRIMARY"
+		     " KEY, v) WITHOUT ROWID;")) < 0 ||
 	    (err = kheo__begin(m->scratch)) < 0)
 		return serr(m, err);
-	if (m->ident.has_root &&
+	if (m->ident.has_root && !m->scratch->enforcing &&
 	    (err = kheo__authz_set_root(m->scratch, m->ident.root)) < 0)
 		return serr(m, err);
 	return KHEO_OK;
@@ -1826,6 +1865,8 @@ KHEO_EXTERN int kheo_audit_verify(kheo_audit *a, kheo_audit_stats *st)
 		if (err == KHEO_OK && m->tree_ok &&
 		    git_mempack_reset(m->mempack) < 0)
 			err = gerr(m, -1, "memory store");
+		if (err == KHEO_OK && m->tree_ok && (i + 1) % PACK_EVERY == 0)
+			err = mirror_reopen(m);
 		m->st.commits++;
 	}
 	if (err == KHEO_OK && (err = final_findings(m)) < 0)
@@ -1956,6 +1997,8 @@ KHEO_EXTERN int kheo_audit_replay(kheo_audit *a, kheo_replay_mode mode,
 		git_blob_free(b);
 		git_tree_free(t);
 		git_commit_free(c);
+		if (err == KHEO_OK && (i + 1) % PACK_EVERY == 0)
+			err = mirror_reopen(m);
 	}
 	if (err == KHEO_OK && (err = kheo__commit_tx(m->scratch)) < 0)
 		serr(m, err);
@@ -1967,7 +2010,7 @@ KHEO_EXTERN int kheo_audit_replay(kheo_audit *a, kheo_replay_mode mode,
 	/* the rebuild's own tables are not the replayed node's */
 	if (err == KHEO_OK && outdir && ((err = kheo__exec(m->scratch,
 		     "DROP TABLE audit_path; DROP TABLE audit_rcpt;"
-		     " DROP TABLE audit_seq")) < 0 ||
+		     " DROP TABLE audit_seq; DROP TABLE audit_meta")) < 0 ||
 		     (err = kheo__db_scratch_save(m->scratch, outdir)) < 0))
 		serr(m, err);
 	if (err == KHEO_OK && json_out) {
@@ -2022,21 +2065,166 @@ static int fresh_dir(const char *path)
 	return empty;
 }
 
+/*
+ * The rebuild an export leaves beside the mirror (GITDIR/kheo-rebuild.db:
+ * the scratch store, keyed by the head commit it is the state of), so
+ * that the next export appends without re-verifying the history: a head
+ * commit's id covers every commit before it, so a mirror whose head is
+ * the one this node wrote last holds exactly what that export verified
+ * or wrote.  Anything else (another head, another node, no file) and the
+ * export verifies the whole history, as before.  While an export runs
+ * the file is kheo-rebuild.work, and it is renamed back only once the
+ * branch has moved: an export that fails or is interrupted leaves none,
+ * and the next one verifies.  It is not part of the mirror (git ignores
+ * it, a clone does not copy it).
+ */
+#define REBUILD_FILE "kheo-rebuild.db"
+#define REBUILD_WORK "kheo-rebuild.work"
+
+static int rebuild_paths(mirror *m, const char *gitdir, char *keep,
+	size_t n)
+{
+	if ((size_t)snprintf(keep, n, "%s/%s", gitdir, REBUILD_FILE) >= n ||
+	    (size_t)snprintf(m->scratch_file, sizeof(m->scratch_file),
+		    "%s/%s", gitdir, REBUILD_WORK) >= sizeof(m->scratch_file))
+		return merr(m, KHEO_EINVAL, "%s: path too long", gitdir);
+	return KHEO_OK;
+}
+
+/* Take up the kept rebuild if it is the state of the mirror's head:
+ * KHEO_OK with *tip the head, KHEO_ENOTFOUND when it is not (nothing
+ * changed then), another error otherwise. */
+static int mirror_resume(mirror *m, kheo_db *db, const char *gitdir,
+	const char *keep, git_oid *tip)
+{
+	char want[GIT_OID_HEXSZ + 1], node[2 * KHEO_KEY_SIZE + 1];
+	char head[GIT_OID_HEXSZ + 1] = "", who[2 * KHEO_KEY_SIZE + 1] = "";
+	git_repository *r = NULL;
+	git_commit *c = NULL;
+	git_tree *t = NULL;
+	sqlite3 *q = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t seq = -1, applied = 0;
+	tent root;
+	int rc, err;
+
+	/* cheap checks first, touching nothing */
+	if (git_repository_open_ext(&r, gitdir, GIT_REPOSITORY_OPEN_NO_SEARCH,
+		    NULL) < 0 || git_reference_name_to_id(tip, r,
+					 MIRROR_REF) < 0) {
+		git_repository_free(r);
+		return KHEO_ENOTFOUND;
+	}
+	git_repository_free(r);
+	git_oid_tostr(want, sizeof(want), tip);
+	kheo_hex(node, db->pk, KHEO_KEY_SIZE);
+	if (sqlite3_open_v2(keep, &q, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(q, "SELECT k, v FROM audit_meta", -1, &st,
+		    NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *k = (const char *)sqlite3_column_text(st, 0);
+			const char *v = (const char *)sqlite3_column_text(st, 1);
+
+			if (!k || !v)
+				continue;
+			if (strcmp(k, "head") == 0)
+				snprintf(head, sizeof(head), "%s", v);
+			else if (strcmp(k, "node") == 0)
+				snprintf(who, sizeof(who), "%s", v);
+			else if (strcmp(k, "seq") == 0)
+				seq = sqlite3_column_int64(st, 1);
+			else if (strcmp(k, "applied") == 0)
+				applied = sqlite3_column_int64(st, 1);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(q);
+	if (strcmp(head, want) != 0 || strcmp(who, node) != 0 || seq < 1)
+		return KHEO_ENOTFOUND;
+	if (rename(keep, m->scratch_file) != 0)
+		return merr(m, KHEO_EIO, "%s: %s", keep, strerror(errno));
+	/* the mirror as it is now: its head's facts and tree */
+	if ((rc = git_repository_open_ext(&m->repo, gitdir,
+		     GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) < 0)
+		return gerr(m, rc, gitdir);
+	if ((err = mirror_odb(m)) < 0)
+		return err;
+	if ((rc = git_commit_lookup(&c, m->repo, tip)) < 0 ||
+	    (rc = git_commit_tree(&t, c)) < 0) {
+		git_commit_free(c);
+		return gerr(m, rc, "head");
+	}
+	memset(&root, 0, sizeof(root));
+	root.name = "";
+	git_oid_cpy(&root.oid, git_tree_id(t));
+	err = read_facts(m, t, &m->ident, 1);
+	git_tree_free(t);
+	git_commit_free(c);
+	if (err < 0 || (err = tent_open(m, &root)) < 0) {
+		tdir_free(root.sub);
+		return err;
+	}
+	tdir_free(m->tree);
+	m->tree = root.sub;
+	m->seq = (size_t)seq;
+	m->last_applied = applied;
+	return mirror_scratch(m);
+}
+
+/* Keep the rebuild for the next export (see above).  Failing to is no
+ * error: that export verifies the whole history instead. */
+static void rebuild_keep(mirror *m, const char *keep, const git_oid *tip)
+{
+	char hex[GIT_OID_HEXSZ + 1], node[2 * KHEO_KEY_SIZE + 1];
+	sqlite3_stmt *st = NULL;
+	kheo_db *s = m->scratch;
+	int ok;
+
+	git_oid_tostr(hex, sizeof(hex), tip);
+	kheo_hex(node, m->ident.pk, KHEO_KEY_SIZE);
+	ok = sqlite3_prepare_v2(s->sql, "INSERT OR REPLACE INTO audit_meta(k,"
+		" v) VALUES('head', ?1), ('node', ?2), ('seq', ?3),"
+		" ('applied', ?4)", -1, &st, NULL) == SQLITE_OK;
+	if (ok) {
+		sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (int64_t)m->seq);
+		sqlite3_bind_int64(st, 4, m->last_applied);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	ok = ok && kheo__commit_tx(s) == KHEO_OK;
+	kheo_db_close(s);
+	m->scratch = NULL;
+	if (ok && rename(m->scratch_file, keep) == 0)
+		m->scratch_file[0] = '\0';
+}
+
 KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 	kheo_audit_stats *st)
 {
 	mirror mm, *m = &mm;
 	sqlite3_stmt *q = NULL, *known = NULL;
 	git_oid tip;
-	int have_tip = 0, rc, err;
+	int have_tip = 0, resumed = 0, rc, err;
 	size_t since_pack = 0;
 	git_signature *me = NULL;
+	char keep[4096];
 
 	kheo__clear(db);
-	if ((err = mirror_init(m, db, NULL)) < 0)
+	if ((err = mirror_init(m, db, NULL)) < 0 ||
+	    (err = rebuild_paths(m, gitdir, keep, sizeof(keep))) < 0)
 		goto done;
+	/* what an interrupted export left */
+	unlink(m->scratch_file);
 	m->trees = 1;
-	if (fresh_dir(gitdir)) {
+	if (!fresh_dir(gitdir) &&
+	    (err = mirror_resume(m, db, gitdir, keep, &tip)) != KHEO_ENOTFOUND) {
+		if (err < 0)
+			goto done;
+		have_tip = resumed = 1;
+	} else if (fresh_dir(gitdir)) {
 		git_repository_init_options io;
 
 		git_repository_init_options_init(&io,
@@ -2063,7 +2251,10 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 		if (err < 0)
 			goto done;
 	}
-	if (have_tip) {
+	if (resumed) {
+		if ((err = pack_start(m)) < 0)
+			goto done;
+	} else if (have_tip) {
 		size_t i;
 
 		if (memcmp(m->ident.pk, db->pk, KHEO_KEY_SIZE) != 0) {
@@ -2081,6 +2272,9 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 			if ((err = check_commit(m, i, 1)) == KHEO_OK &&
 			    m->tree_ok && git_mempack_reset(m->mempack) < 0)
 				err = gerr(m, -1, "memory store");
+			if (err == KHEO_OK && m->tree_ok &&
+			    (i + 1) % PACK_EVERY == 0)
+				err = mirror_reopen(m);
 			if (err == KHEO_OK && m->st.errors)
 				err = KHEO_ECORRUPT;
 		}
@@ -2233,6 +2427,8 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 					       MIRROR_REF)) < 0)
 			err = gerr(m, rc, "HEAD");
 	}
+	if (err == KHEO_OK && have_tip)
+		rebuild_keep(m, keep, &tip);
 	if (have_tip)
 		git_oid_tostr(m->st.tip, sizeof(m->st.tip), &tip);
 	if (st)
@@ -2250,6 +2446,142 @@ done:
 struct kheo_audit {
 	int unused;
 };
+
+/*
+ * The rebuild an export leaves beside the mirror (GITDIR/kheo-rebuild.db:
+ * the scratch store, keyed by the head commit it is the state of), so
+ * that the next export appends without re-verifying the history: a head
+ * commit's id covers every commit before it, so a mirror whose head is
+ * the one this node wrote last holds exactly what that export verified
+ * or wrote.  Anything else (another head, another node, no file) and the
+ * export verifies the whole history, as before.  While an export runs
+ * the file is kheo-rebuild.work, and it is renamed back only once the
+ * branch has moved: an export that fails or is interrupted leaves none,
+ * and the next one verifies.  It is not part of the mirror (git ignores
+ * it, a clone does not copy it).
+ */
+#define REBUILD_FILE "kheo-rebuild.db"
+#define REBUILD_WORK "kheo-rebuild.work"
+
+static int rebuild_paths(mirror *m, const char *gitdir, char *keep,
+	size_t n)
+{
+	if ((size_t)snprintf(keep, n, "%s/%s", gitdir, REBUILD_FILE) >= n ||
+	    (size_t)snprintf(m->scratch_file, sizeof(m->scratch_file),
+		    "%s/%s", gitdir, REBUILD_WORK) >= sizeof(m->scratch_file))
+		return merr(m, KHEO_EINVAL, "%s: path too long", gitdir);
+	return KHEO_OK;
+}
+
+/* Take up the kept rebuild if it is the state of the mirror's head:
+ * KHEO_OK with *tip the head, KHEO_ENOTFOUND when it is not (nothing
+ * changed then), another error otherwise. */
+static int mirror_resume(mirror *m, kheo_db *db, const char *gitdir,
+	const char *keep, git_oid *tip)
+{
+	char want[GIT_OID_HEXSZ + 1], node[2 * KHEO_KEY_SIZE + 1];
+	char head[GIT_OID_HEXSZ + 1] = "", who[2 * KHEO_KEY_SIZE + 1] = "";
+	git_repository *r = NULL;
+	git_commit *c = NULL;
+	git_tree *t = NULL;
+	sqlite3 *q = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t seq = -1, applied = 0;
+	tent root;
+	int rc, err;
+
+	/* cheap checks first, touching nothing */
+	if (git_repository_open_ext(&r, gitdir, GIT_REPOSITORY_OPEN_NO_SEARCH,
+		    NULL) < 0 || git_reference_name_to_id(tip, r,
+					 MIRROR_REF) < 0) {
+		git_repository_free(r);
+		return KHEO_ENOTFOUND;
+	}
+	git_repository_free(r);
+	git_oid_tostr(want, sizeof(want), tip);
+	kheo_hex(node, db->pk, KHEO_KEY_SIZE);
+	if (sqlite3_open_v2(keep, &q, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(q, "SELECT k, v FROM audit_meta", -1, &st,
+		    NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *k = (const char *)sqlite3_column_text(st, 0);
+			const char *v = (const char *)sqlite3_column_text(st, 1);
+
+			if (!k || !v)
+				continue;
+			if (strcmp(k, "head") == 0)
+				snprintf(head, sizeof(head), "%s", v);
+			else if (strcmp(k, "node") == 0)
+				snprintf(who, sizeof(who), "%s", v);
+			else if (strcmp(k, "seq") == 0)
+				seq = sqlite3_column_int64(st, 1);
+			else if (strcmp(k, "applied") == 0)
+				applied = sqlite3_column_int64(st, 1);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(q);
+	if (strcmp(head, want) != 0 || strcmp(who, node) != 0 || seq < 1)
+		return KHEO_ENOTFOUND;
+	if (rename(keep, m->scratch_file) != 0)
+		return merr(m, KHEO_EIO, "%s: %s", keep, strerror(errno));
+	/* the mirror as it is now: its head's facts and tree */
+	if ((rc = git_repository_open_ext(&m->repo, gitdir,
+		     GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) < 0)
+		return gerr(m, rc, gitdir);
+	if ((err = mirror_odb(m)) < 0)
+		return err;
+	if ((rc = git_commit_lookup(&c, m->repo, tip)) < 0 ||
+	    (rc = git_commit_tree(&t, c)) < 0) {
+		git_commit_free(c);
+		return gerr(m, rc, "head");
+	}
+	memset(&root, 0, sizeof(root));
+	root.name = "";
+	git_oid_cpy(&root.oid, git_tree_id(t));
+	err = read_facts(m, t, &m->ident, 1);
+	git_tree_free(t);
+	git_commit_free(c);
+	if (err < 0 || (err = tent_open(m, &root)) < 0) {
+		tdir_free(root.sub);
+		return err;
+	}
+	tdir_free(m->tree);
+	m->tree = root.sub;
+	m->seq = (size_t)seq;
+	m->last_applied = applied;
+	return mirror_scratch(m);
+}
+
+/* Keep the rebuild for the next export (see above).  Failing to is no
+ * error: that export verifies the whole history instead. */
+static void rebuild_keep(mirror *m, const char *keep, const git_oid *tip)
+{
+	char hex[GIT_OID_HEXSZ + 1], node[2 * KHEO_KEY_SIZE + 1];
+	sqlite3_stmt *st = NULL;
+	kheo_db *s = m->scratch;
+	int ok;
+
+	git_oid_tostr(hex, sizeof(hex), tip);
+	kheo_hex(node, m->ident.pk, KHEO_KEY_SIZE);
+	ok = sqlite3_prepare_v2(s->sql, "INSERT OR REPLACE INTO audit_meta(k,"
+		" v) VALUES('head', ?1), ('node', ?2), ('seq', ?3),"
+		" ('applied', ?4)", -1, &st, NULL) == SQLITE_OK;
+	if (ok) {
+		sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (int64_t)m->seq);
+		sqlite3_bind_int64(st, 4, m->last_applied);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	ok = ok && kheo__commit_tx(s) == KHEO_OK;
+	kheo_db_close(s);
+	m->scratch = NULL;
+	if (ok && rename(m->scratch_file, keep) == 0)
+		m->scratch_file[0] = '\0';
+}
 
 KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 	kheo_audit_stats *st)

@@ -998,8 +998,24 @@ int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
 	if ((err = kheo__exec(s, "CREATE TEMP TABLE kheo_dirty(rid BLOB "
 				 "PRIMARY KEY) WITHOUT ROWID;"
 				 "CREATE TEMP TABLE kheo_lock(lo INTEGER NOT "
-				 "NULL, hi INTEGER NOT NULL);")) < 0 ||
-	    (err = kheo__store_create(s)) < 0 ||
+				 "NULL, hi INTEGER NOT NULL);")) < 0)
+		return err;
+	/* a file that holds a store already (audit.c keeps its rebuild
+	 * between exports) is taken up where it was */
+	if (file) {
+		sqlite3_stmt *st;
+
+		rc = sqlite3_prepare_v2(s->sql, "SELECT 1 FROM sqlite_master"
+			" WHERE name = 'kheo_meta'", -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			return kheo__sqlerr(s, rc, "scratch store");
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc == SQLITE_ROW)
+			return (err = kheo__prepare_upserts(s)) < 0
+				       ? err : kheo__authz_load(s);
+	}
+	if ((err = kheo__store_create(s)) < 0 ||
 	    (err = kheo__prepare_upserts(s)) < 0)
 		return err;
 	return KHEO_OK;

@@ -122,9 +122,10 @@ int kheo__prepare_upserts(kheo_db *db);
 int kheo__db_scratch(kheo_db *db, kheo_db **out);
 /* The same for a node known only by its facts (audit.c rebuilds a mirrored
  * node from its git mirror): schema JSON, key, role and unit.  Not
- * enforcing until kheo__authz_set_root.  With `file` (a new, empty one),
- * the store lives there, unjournalled, and its memory is a bounded page
- * cache; in memory otherwise. */
+ * enforcing until kheo__authz_set_root.  With `file`, the store lives
+ * there, unjournalled, and its memory is a bounded page cache (in memory
+ * otherwise); a file that holds such a store already is reopened as it
+ * was, root and role included. */
 int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
 	const char *schema_json, size_t schema_len,
 	const uint8_t pk[KHEO_KEY_SIZE], kheo_node_role role,

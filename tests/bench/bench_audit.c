@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -172,12 +171,20 @@ static kheo_db *make_node(const char *dir, const char *name,
 
 /* ------------------------------------------------------------ children */
 
+/* VmHWM, not getrusage's ru_maxrss: that one is kept across exec, and
+ * would count the parent's memory that fork copied. */
 static double peak_mb(void)
 {
-	struct rusage ru;
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	double kb = 0;
 
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			kb = atof(line + 6);
+	if (f)
+		fclose(f);
+	return kb / 1024.0;
 }
 
 static void report(const char *what, size_t n, double t, const char *note)

@@ -365,4 +365,27 @@ st=1
 [ $rc -eq 1 ] && grep -q "m2.git does not verify, nothing appended" "$T/err" && st=0
 check "export refuses to append to an altered mirror" $st "$(err1)"
 
+# The rebuild an export keeps beside the mirror is taken up only when the
+# mirror's head is the one it is the state of: a head rewritten in place
+# (the kept rebuild still there) is verified in full, and refused.
+st=1
+[ -f m.git/kheo-rebuild.db ] && [ ! -e m.git/kheo-rebuild.work ] && st=0
+check "an export keeps its rebuild beside the mirror, keyed by the head" $st "$(ls m.git)"
+cp -r m.git m3.git
+H3=$(git -C m3.git rev-parse main)
+NEWH=$(git -C m3.git cat-file commit "$H3" | sed '1,/^$/d' |
+	sed 's/^Kheo-Receipt: none$/Kheo-Receipt: useq 9 held by the province at 2024-01-01T00:00:00.000Z/' |
+	git -C m3.git commit-tree "$H3^{tree}" -p "$H3^")
+git -C m3.git update-ref refs/heads/main "$NEWH"
+run -C P audit export m3.git
+st=1
+[ $rc -eq 1 ] && grep -q "m3.git does not verify, nothing appended" "$T/err" &&
+	[ "$(git -C m3.git rev-parse main)" = "$NEWH" ] && st=0
+check "a head rewritten beside a kept rebuild: verified in full, refused" $st "exit $rc: $(err1)"
+rm -f m.git/kheo-rebuild.db
+run -C P audit export m.git
+st=1
+[ $rc -eq 0 ] && grep -q "up to date" "$T/out" && [ -f m.git/kheo-rebuild.db ] && st=0
+check "without its kept rebuild, an export verifies the history and keeps one again" $st "$(out1) $(err1)"
+
 finish
