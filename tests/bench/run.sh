@@ -90,7 +90,12 @@ if [ "${KHEO_BENCH_LARGE:-1}" != 0 ]; then
 	trace large --records 1000 $common
 	echo
 	"$bin" "$out/large.jsonl" "large trace (--records 1000)"
-	# about ten times the medium one's time: the longest part of make bench
+	# The longest part of make bench: 89 replicas of the whole province
+	# (the medium trace leaves 3.1 GB in the scratch folder, this one
+	# about ten times that), and every edit and chunk is a synced
+	# transaction: give TMPDIR room, on tmpfs if it fits.  On a shared
+	# 2-core machine with a disk-backed /tmp, its phase 1 alone (the
+	# devices' edits and their syncs with each other) took 40 minutes.
 	echo
 	echo "== kheod processes on the large trace"
 	"$out/bench_daemon" "$BUILD/kheod" "$out/large.jsonl" \
