@@ -207,6 +207,10 @@ typedef struct mirror {
 	kheo_audit_stats st;
 	kheo_buf buf;
 	kheo_buf tbuf;            /* a tree being written */
+	struct {                  /* statements on the rebuild, prepared once */
+		const char *sql;
+		sqlite3_stmt *st;
+	} q[12];
 } mirror;
 
 struct kheo_audit {
@@ -245,6 +249,46 @@ static int gerr(mirror *m, int rc, const char *what)
 static int serr(mirror *m, int code)
 {
 	return merr(m, code, "rebuild: %s", kheo_errmsg(m->scratch));
+}
+
+/* A statement on the rebuild, prepared at its first use and kept (each
+ * step runs a few, and preparing them cost a tenth of a step); `sql` is
+ * a literal, and its address the key.  NULL if it does not prepare. */
+static sqlite3_stmt *mprep(mirror *m, const char *sql)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(m->q) / sizeof(m->q[0]); i++) {
+		if (m->q[i].sql == sql) {
+			sqlite3_reset(m->q[i].st);
+			sqlite3_clear_bindings(m->q[i].st);
+			return m->q[i].st;
+		}
+		if (!m->q[i].sql) {
+			if (sqlite3_prepare_v3(m->scratch->sql, sql, -1,
+				    SQLITE_PREPARE_PERSISTENT, &m->q[i].st,
+				    NULL) != SQLITE_OK) {
+				sqlite3_finalize(m->q[i].st);
+				m->q[i].st = NULL;
+				return NULL;
+			}
+			m->q[i].sql = sql;
+			return m->q[i].st;
+		}
+	}
+	assert(!"mirror: more statements than m->q holds");
+	return NULL;
+}
+
+static void mprep_clear(mirror *m)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(m->q) / sizeof(m->q[0]); i++) {
+		sqlite3_finalize(m->q[i].st);
+		m->q[i].st = NULL;
+		m->q[i].sql = NULL;
+	}
 }
 
 static void finding(mirror *m, kheo_audit_severity sev, const char *kind,
@@ -601,6 +645,7 @@ static int mirror_init(mirror *m, kheo_db *db, const kheo_audit_options *o)
 static void mirror_free(mirror *m)
 {
 	git_packbuilder_free(m->pb);
+	mprep_clear(m);
 	kheo_db_close(m->scratch);
 	if (m->scratch_file[0])
 		unlink(m->scratch_file);
@@ -849,16 +894,15 @@ static int render_touched(mirror *m)
 	if (!m->trees)
 		return kheo__exec(s, "DELETE FROM temp.kheo_touched") < 0
 			       ? serr(m, KHEO_ERROR) : KHEO_OK;
-	if ((rc = sqlite3_prepare_v2(s->sql, "SELECT rid FROM"
-		     " temp.kheo_touched ORDER BY rid", -1, &st, NULL)) ||
-	    (rc = sqlite3_prepare_v2(s->sql, "SELECT tbl, unit FROM"
-		     " kheo_record WHERE rid = ?1", -1, &get, NULL)) ||
-	    (rc = sqlite3_prepare_v2(s->sql, "INSERT OR REPLACE INTO"
-		     " audit_path(rid, path) VALUES(?1, ?2)", -1, &setp,
-		     NULL)) ||
-	    (rc = sqlite3_prepare_v2(s->sql, "DELETE FROM audit_path"
-		     " WHERE rid = ?1 RETURNING path", -1, &oldp, NULL))) {
-		err = kheo__sqlerr(s, rc, "render");
+	if (!(st = mprep(m, "SELECT rid FROM temp.kheo_touched ORDER BY"
+		      " rid")) ||
+	    !(get = mprep(m, "SELECT tbl, unit FROM kheo_record WHERE"
+		      " rid = ?1")) ||
+	    !(setp = mprep(m, "INSERT OR REPLACE INTO audit_path(rid, path)"
+		      " VALUES(?1, ?2)")) ||
+	    !(oldp = mprep(m, "DELETE FROM audit_path WHERE rid = ?1"
+		      " RETURNING path"))) {
+		err = kheo__sqlerr(s, SQLITE_ERROR, "render");
 		goto done;
 	}
 	while (err == KHEO_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -921,10 +965,10 @@ static int render_touched(mirror *m)
 	if (err < 0 && err != KHEO_ENOMEM && !m->db && !*m->errmsg)
 		serr(m, err);
 done:
-	sqlite3_finalize(st);
-	sqlite3_finalize(get);
-	sqlite3_finalize(setp);
-	sqlite3_finalize(oldp);
+	sqlite3_reset(st);
+	sqlite3_reset(get);
+	sqlite3_reset(setp);
+	sqlite3_reset(oldp);
 	return err;
 }
 
@@ -932,17 +976,16 @@ done:
 
 /* The author's best certificate in the rebuilt state, for the trailer
  * and the author's name. */
-static void cert_of(kheo_db *s, const uint8_t *author, char *trailer,
+static void cert_of(mirror *m, const uint8_t *author, char *trailer,
 	size_t n, const char **role)
 {
 	sqlite3_stmt *st;
 
 	snprintf(trailer, n, "none");
 	*role = "uncertified";
-	if (sqlite3_prepare_v2(s->sql, "SELECT digest, role, scope FROM"
-		    " kheo_cert WHERE subject = ?1 AND status = 1 ORDER BY"
-		    " role DESC, not_after DESC, digest LIMIT 1", -1, &st,
-		    NULL) != SQLITE_OK)
+	if (!(st = mprep(m, "SELECT digest, role, scope FROM kheo_cert WHERE"
+		      " subject = ?1 AND status = 1 ORDER BY role DESC,"
+		      " not_after DESC, digest LIMIT 1")))
 		return;
 	sqlite3_bind_blob(st, 1, author, KHEO_KEY_SIZE, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -955,12 +998,12 @@ static void cert_of(kheo_db *s, const uint8_t *author, char *trailer,
 		snprintf(trailer, n, "%s %s %s", hex, *role,
 			(const char *)sqlite3_column_text(st, 2));
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 }
 
 /* What the province held of this changeset's chain, in the rebuilt
  * state after it. */
-static void receipt_of(kheo_db *s, const kheo_changeset *cs, char *out,
+static void receipt_of(mirror *m, const kheo_changeset *cs, char *out,
 	size_t n)
 {
 	char author[2 * KHEO_KEY_SIZE + 1];
@@ -968,10 +1011,9 @@ static void receipt_of(kheo_db *s, const kheo_changeset *cs, char *out,
 
 	snprintf(out, n, "none");
 	kheo_hex(author, cs->author, KHEO_KEY_SIZE);
-	if (sqlite3_prepare_v2(s->sql, "SELECT useq, held_at FROM sys_receipt"
-		    " WHERE author = ?1 AND chain_unit = ?2 AND _deleted = 0"
-		    " AND useq >= ?3 ORDER BY useq DESC LIMIT 1", -1, &st,
-		    NULL) != SQLITE_OK)
+	if (!(st = mprep(m, "SELECT useq, held_at FROM sys_receipt WHERE"
+		      " author = ?1 AND chain_unit = ?2 AND _deleted = 0 AND"
+		      " useq >= ?3 ORDER BY useq DESC LIMIT 1")))
 		return;
 	sqlite3_bind_text(st, 1, author, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, cs->unit, -1, SQLITE_STATIC);
@@ -983,7 +1025,7 @@ static void receipt_of(kheo_db *s, const kheo_changeset *cs, char *out,
 		snprintf(out, n, "useq %lld held by the province at %s",
 			(long long)sqlite3_column_int64(st, 0), at);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 }
 
 static const char *op_name(int kind)
@@ -1067,7 +1109,7 @@ static void message(mirror *m, const kheo_changeset *cs,
 	iso_ms(at2, (int64_t)(cs->clock_max >> 16));
 	put_line(b, "Kheo-Clock: %s %s", at, at2);
 	put_line(b, "Kheo-Certificate: %s", cert);
-	receipt_of(m->scratch, cs, receipt, sizeof(receipt));
+	receipt_of(m, cs, receipt, sizeof(receipt));
 	put_line(b, "Kheo-Receipt: %s", receipt);
 	iso_ms(at, applied);
 	put_line(b, "Kheo-Applied: %s", at);
@@ -1192,7 +1234,9 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 	/* this node's own changesets are replayed as its own, as
 	 * kheo_verify does */
 	s->sealing = memcmp(cs->author, m->ident.pk, KHEO_KEY_SIZE) == 0;
+	s->checked_id = o->id;
 	err = kheo__receive(s, plain.p, plain.len, &stats);
+	s->checked_id = NULL;
 	s->sealing = 0;
 	if (err < 0) {
 		serr(m, err);
@@ -1243,9 +1287,8 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		sqlite3_stmt *q;
 		char hex[GIT_OID_HEXSZ + 1] = "";
 
-		if (sqlite3_prepare_v2(s->sql, "INSERT OR IGNORE INTO"
-			    " audit_seq(id, seq, commit_id) VALUES(?1, ?2,"
-			    " ?3)", -1, &q, NULL) == SQLITE_OK) {
+		if ((q = mprep(m, "INSERT OR IGNORE INTO audit_seq(id, seq,"
+			     " commit_id) VALUES(?1, ?2, ?3)"))) {
 			sqlite3_bind_blob(q, 1, o->id, KHEO_ID_SIZE,
 				SQLITE_STATIC);
 			sqlite3_bind_int64(q, 2, (int64_t)seq);
@@ -1254,7 +1297,7 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 					&m->commits[seq - 1]);
 			sqlite3_bind_text(q, 3, hex, -1, SQLITE_TRANSIENT);
 			sqlite3_step(q);
-			sqlite3_finalize(q);
+			sqlite3_reset(q);
 		}
 	}
 	if ((err = render_touched(m)) < 0)
@@ -1265,7 +1308,7 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		goto done;
 	if ((err = tree_write(m, &o->tree)) < 0)
 		goto done;
-	cert_of(s, cs->author, cert, sizeof(cert), &role);
+	cert_of(m, cs->author, cert, sizeof(cert), &role);
 	message(m, cs, o->id, applied, seq, cert, &o->msg);
 	if (o->msg.oom) {
 		err = KHEO_ENOMEM;
@@ -2195,6 +2238,7 @@ static void rebuild_keep(mirror *m, const char *keep, const git_oid *tip)
 	}
 	sqlite3_finalize(st);
 	ok = ok && kheo__commit_tx(s) == KHEO_OK;
+	mprep_clear(m);
 	kheo_db_close(s);
 	m->scratch = NULL;
 	if (ok && rename(m->scratch_file, keep) == 0)
@@ -2446,142 +2490,6 @@ done:
 struct kheo_audit {
 	int unused;
 };
-
-/*
- * The rebuild an export leaves beside the mirror (GITDIR/kheo-rebuild.db:
- * the scratch store, keyed by the head commit it is the state of), so
- * that the next export appends without re-verifying the history: a head
- * commit's id covers every commit before it, so a mirror whose head is
- * the one this node wrote last holds exactly what that export verified
- * or wrote.  Anything else (another head, another node, no file) and the
- * export verifies the whole history, as before.  While an export runs
- * the file is kheo-rebuild.work, and it is renamed back only once the
- * branch has moved: an export that fails or is interrupted leaves none,
- * and the next one verifies.  It is not part of the mirror (git ignores
- * it, a clone does not copy it).
- */
-#define REBUILD_FILE "kheo-rebuild.db"
-#define REBUILD_WORK "kheo-rebuild.work"
-
-static int rebuild_paths(mirror *m, const char *gitdir, char *keep,
-	size_t n)
-{
-	if ((size_t)snprintf(keep, n, "%s/%s", gitdir, REBUILD_FILE) >= n ||
-	    (size_t)snprintf(m->scratch_file, sizeof(m->scratch_file),
-		    "%s/%s", gitdir, REBUILD_WORK) >= sizeof(m->scratch_file))
-		return merr(m, KHEO_EINVAL, "%s: path too long", gitdir);
-	return KHEO_OK;
-}
-
-/* Take up the kept rebuild if it is the state of the mirror's head:
- * KHEO_OK with *tip the head, KHEO_ENOTFOUND when it is not (nothing
- * changed then), another error otherwise. */
-static int mirror_resume(mirror *m, kheo_db *db, const char *gitdir,
-	const char *keep, git_oid *tip)
-{
-	char want[GIT_OID_HEXSZ + 1], node[2 * KHEO_KEY_SIZE + 1];
-	char head[GIT_OID_HEXSZ + 1] = "", who[2 * KHEO_KEY_SIZE + 1] = "";
-	git_repository *r = NULL;
-	git_commit *c = NULL;
-	git_tree *t = NULL;
-	sqlite3 *q = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t seq = -1, applied = 0;
-	tent root;
-	int rc, err;
-
-	/* cheap checks first, touching nothing */
-	if (git_repository_open_ext(&r, gitdir, GIT_REPOSITORY_OPEN_NO_SEARCH,
-		    NULL) < 0 || git_reference_name_to_id(tip, r,
-					 MIRROR_REF) < 0) {
-		git_repository_free(r);
-		return KHEO_ENOTFOUND;
-	}
-	git_repository_free(r);
-	git_oid_tostr(want, sizeof(want), tip);
-	kheo_hex(node, db->pk, KHEO_KEY_SIZE);
-	if (sqlite3_open_v2(keep, &q, SQLITE_OPEN_READONLY, NULL) ==
-		    SQLITE_OK &&
-	    sqlite3_prepare_v2(q, "SELECT k, v FROM audit_meta", -1, &st,
-		    NULL) == SQLITE_OK) {
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			const char *k = (const char *)sqlite3_column_text(st, 0);
-			const char *v = (const char *)sqlite3_column_text(st, 1);
-
-			if (!k || !v)
-				continue;
-			if (strcmp(k, "head") == 0)
-				snprintf(head, sizeof(head), "%s", v);
-			else if (strcmp(k, "node") == 0)
-				snprintf(who, sizeof(who), "%s", v);
-			else if (strcmp(k, "seq") == 0)
-				seq = sqlite3_column_int64(st, 1);
-			else if (strcmp(k, "applied") == 0)
-				applied = sqlite3_column_int64(st, 1);
-		}
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(q);
-	if (strcmp(head, want) != 0 || strcmp(who, node) != 0 || seq < 1)
-		return KHEO_ENOTFOUND;
-	if (rename(keep, m->scratch_file) != 0)
-		return merr(m, KHEO_EIO, "%s: %s", keep, strerror(errno));
-	/* the mirror as it is now: its head's facts and tree */
-	if ((rc = git_repository_open_ext(&m->repo, gitdir,
-		     GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) < 0)
-		return gerr(m, rc, gitdir);
-	if ((err = mirror_odb(m)) < 0)
-		return err;
-	if ((rc = git_commit_lookup(&c, m->repo, tip)) < 0 ||
-	    (rc = git_commit_tree(&t, c)) < 0) {
-		git_commit_free(c);
-		return gerr(m, rc, "head");
-	}
-	memset(&root, 0, sizeof(root));
-	root.name = "";
-	git_oid_cpy(&root.oid, git_tree_id(t));
-	err = read_facts(m, t, &m->ident, 1);
-	git_tree_free(t);
-	git_commit_free(c);
-	if (err < 0 || (err = tent_open(m, &root)) < 0) {
-		tdir_free(root.sub);
-		return err;
-	}
-	tdir_free(m->tree);
-	m->tree = root.sub;
-	m->seq = (size_t)seq;
-	m->last_applied = applied;
-	return mirror_scratch(m);
-}
-
-/* Keep the rebuild for the next export (see above).  Failing to is no
- * error: that export verifies the whole history instead. */
-static void rebuild_keep(mirror *m, const char *keep, const git_oid *tip)
-{
-	char hex[GIT_OID_HEXSZ + 1], node[2 * KHEO_KEY_SIZE + 1];
-	sqlite3_stmt *st = NULL;
-	kheo_db *s = m->scratch;
-	int ok;
-
-	git_oid_tostr(hex, sizeof(hex), tip);
-	kheo_hex(node, m->ident.pk, KHEO_KEY_SIZE);
-	ok = sqlite3_prepare_v2(s->sql, "INSERT OR REPLACE INTO audit_meta(k,"
-		" v) VALUES('head', ?1), ('node', ?2), ('seq', ?3),"
-		" ('applied', ?4)", -1, &st, NULL) == SQLITE_OK;
-	if (ok) {
-		sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, (int64_t)m->seq);
-		sqlite3_bind_int64(st, 4, m->last_applied);
-		ok = sqlite3_step(st) == SQLITE_DONE;
-	}
-	sqlite3_finalize(st);
-	ok = ok && kheo__commit_tx(s) == KHEO_OK;
-	kheo_db_close(s);
-	m->scratch = NULL;
-	if (ok && rename(m->scratch_file, keep) == 0)
-		m->scratch_file[0] = '\0';
-}
 
 KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 	kheo_audit_stats *st)

@@ -84,6 +84,9 @@ struct kheo_db {
 	int sealing;            /* receiving what this node just sealed */
 	int track_touched;      /* flushes also note records in
 				 * temp.kheo_touched (audit.c's rebuild) */
+	const uint8_t *checked_id; /* audit.c: the frame being received
+				 * was read and its signature verified, and
+				 * this is its id: not verified twice */
 	int in_tx;              /* a transaction is open */
 	int savepoints;         /* calls nested inside it (import batches) */
 };
