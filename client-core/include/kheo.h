@@ -569,8 +569,9 @@ KHEO_EXTERN const char *kheo_session_error(const kheo_session *s);
  *
  * A node's applied changesets, written as a git repository that auditors
  * read with stock git: one commit per applied changeset, in this node's
- * apply order, whose tree is the readable state (UNIT/TABLE/ID.json, one
- * field per line) plus the signed changesets (_changesets/ab/cdef....kcs)
+ * apply order, whose tree is the readable state (UNIT/TABLE/AB/ID.json,
+ * AB the id's first two hex digits, one field per line) plus the signed
+ * changesets (_changesets/ab/cd/ef....kcs)
  * and the mirror's facts (_kheo/mirror.json, _kheo/schema.json).  Git
  * author = the changeset's author, dated by its clock; committer = the
  * mirroring node, dated when it applied the changeset.  The byte layout
@@ -597,9 +598,10 @@ typedef struct kheo_audit_stats {
  * folder is missing or empty) a commit for every changeset this node
  * applied since the last export, and move refs/heads/main to the last.
  * The history already there is verified first (as kheo_audit_verify
- * does) and rebuilt: a mirror that does not verify, or that mirrors
- * another node, is refused (KHEO_ECORRUPT, KHEO_EINVAL) and left as it
- * was.  Pending (unsealed) edits are not exported.  Objects are written as
+ * does) and rebuilt, unless the rebuild the last export kept in
+ * GITDIR/kheo-rebuild.db is the state of the mirror's head: a mirror that
+ * does not verify, or that mirrors another node, is refused
+ * (KHEO_ECORRUPT, KHEO_EINVAL) and left as it was.  Pending (unsealed) edits are not exported.  Objects are written as
  * packs, and the branch moves only after they are on disk, so an
  * interrupted export leaves the mirror as it was before.  Errors on db
  * (kheo_errmsg).  st (may be NULL) is filled.
