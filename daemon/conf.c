@@ -316,6 +316,14 @@ static const char *set(struct conf *c, const char *key, const char *v)
 	if (IS("passphrase_file"))
 		return copy(c->passphrase_file, sizeof(c->passphrase_file),
 			    v) ? "a file path" : NULL;
+	if (IS("audit_mirror")) {
+		if (strcmp(v, "off") == 0)
+			v = "";
+		else if (v[0] != '/')
+			return "an absolute folder path, or off";
+		return copy(c->audit_mirror, sizeof(c->audit_mirror), v) ?
+			"an absolute folder path, or off" : NULL;
+	}
 #undef IS
 	return "";
 }

@@ -80,6 +80,7 @@ struct conf {
 	int log_target, log_level;
 	char user[64];                /* drop to this user when started as root */
 	char passphrase_file[PATH_MAX];
+	char audit_mirror[PATH_MAX];  /* "" for none */
 };
 
 /* A command-line flag ("--listen"), setting a key of the file after the

@@ -94,10 +94,12 @@ static struct {
 	unsigned shutdown_grace, max_sessions, max_per_peer;
 	size_t max_buffer, chunk_bytes;
 	uint64_t max_changesets;
+	char audit_mirror[PATH_MAX]; /* "" for none */
 } srv;
 
 static void pump(struct conn *c);
 static void conn_close(struct conn *c);
+static void mirror_kick(void);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -312,6 +314,78 @@ static void pool_drain(void)
 	pool.cap = 0;
 }
 
+/* --------------------------------------------------- the audit mirror */
+
+/*
+ * With audit_mirror set, a session that applied changesets is followed by
+ * kheo_audit_export into that mirror (docs/auditor.md), in the thread
+ * pool with a pooled handle, as other database work is.  One export runs
+ * at a time: sessions that end meanwhile ask for one more, which then
+ * takes all they applied.  An export costs what it appends (it takes up
+ * the rebuild the last one kept); one that fails is logged, and the next
+ * session that applies something tries again.
+ */
+static struct {
+	uv_work_t work;
+	int running, again;
+	char path[PATH_MAX];  /* the running export's mirror */
+	int rc;
+	char err[600];
+	kheo_audit_stats st;
+	double secs;
+} mir;
+
+static void mirror_job(uv_work_t *w)
+{
+	struct pooled h;
+	uint64_t t0 = uv_hrtime();
+
+	(void)w;
+	mir.err[0] = '\0';
+	memset(&mir.st, 0, sizeof(mir.st));
+	if (pool_take(&h, mir.err, sizeof(mir.err)) < 0) {
+		mir.rc = KHEO_ERROR;
+		return;
+	}
+	mir.rc = kheo_audit_export(h.db, mir.path, &mir.st);
+	if (mir.rc < 0)
+		strf(mir.err, sizeof(mir.err), "%s", kheo_errmsg(h.db));
+	pool_give(&h, mir.rc == KHEO_OK);
+	mir.secs = (double)(uv_hrtime() - t0) / 1e9;
+}
+
+static void mirror_done(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
+	mir.running = 0;
+	if (mir.rc < 0)
+		log_warn("audit mirror %s: export failed: %s", mir.path,
+			mir.err);
+	else
+		log_info("audit mirror %s: %zu commits appended in %.1f s, "
+			"head %.12s", mir.path, mir.st.commits, mir.secs,
+			mir.st.tip);
+	if (mir.again && !srv.stopping)
+		mirror_kick();
+	else if (srv.stopping && srv.n == 0)
+		pool_drain();
+}
+
+static void mirror_kick(void)
+{
+	if (!srv.audit_mirror[0])
+		return;
+	if (mir.running) {
+		mir.again = 1;
+		return;
+	}
+	mir.again = 0;
+	mir.running = 1;
+	strf(mir.path, sizeof(mir.path), "%s", srv.audit_mirror);
+	(void)uv_queue_work(srv.loop, &mir.work, mirror_job, mirror_done);
+}
+
 /* ------------------------------------------------- database work (pool) */
 
 static void do_job(uv_work_t *w)
@@ -484,6 +558,8 @@ static void conn_close(struct conn *c)
 			c->why[0] ? c->why : kheo_session_error(c->s));
 		log_warn("%s", line);
 	}
+	if (ok && st.apply.applied)
+		mirror_kick();
 	if (!c->outgoing && !c->refused)
 		srv.sessions--;
 	if (c->done) {
@@ -793,6 +869,8 @@ void server_reconf(const struct conf *c)
 	srv.max_buffer = c->max_buffer;
 	srv.chunk_bytes = c->chunk_bytes;
 	srv.max_changesets = c->max_changesets;
+	strf(srv.audit_mirror, sizeof(srv.audit_mirror), "%s",
+		c->audit_mirror);
 }
 
 int server_start(uv_loop_t *loop, const struct conf *c,
