@@ -176,12 +176,12 @@ static kheo_db *make_node(const char *dir, const char *name,
 static double peak_mb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
+	char text[256];
 	double kb = 0;
 
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kb = atof(line + 6);
+	while (f && fgets(text, sizeof(text), f))
+		if (strncmp(text, "VmHWM:", 6) == 0)
+			kb = atof(text + 6);
 	if (f)
 		fclose(f);
 	return kb / 1024.0;
