@@ -56,5 +56,7 @@ int cmd_revoke(cli *c);
 int cmd_sync(cli *c);
 int cmd_audit(cli *c);
 int cmd_report(cli *c);
+int cmd_attach(cli *c);
+int cmd_blob(cli *c);
 
 #endif

@@ -46,14 +46,12 @@ static const struct {
 	{ "sync", cmd_sync, "HOST:PORT [--key HEX] | --now" },
 	{ "audit", cmd_audit, "export GITDIR | verify GITDIR | replay GITDIR "
 		"(--until DATE | --received-until DATE) [--out DIR]" },
+	{ "attach", cmd_attach, "TABLE ID FIELD FILE [--max-size BYTES]" },
+	{ "blob", cmd_blob, "get HASH FILE | missing | prune [--older-than "
+		"DAYS]" },
 	{ "report", cmd_report, "[--by DIMS] [--unit PREFIX] [--from DATE] "
 		"[--to DATE] [--overdue MONTHS] [--format table|csv|json|xlsx] "
 		"[--out FILE] [--lang vi|en]" },
-};
-
-/* Commands of the contract that later work brings. */
-static const char *const later[] = {
-	"attach", "blob",
 };
 
 static void usage(FILE *f)
@@ -227,14 +225,6 @@ int main(int argc, char **argv)
 
 			free(rest);
 			return rc;
-		}
-	for (k = 0; k < sizeof(later) / sizeof(later[0]); k++)
-		if (strcmp(rest[0], later[k]) == 0) {
-			fprintf(stderr, "kheo %s: not in this build yet "
-				"(it comes with later work; see README)\n",
-				rest[0]);
-			free(rest);
-			return EXIT_USAGE;
 		}
 	fprintf(stderr, "kheo: unknown command \"%s\"\n", rest[0]);
 	usage(stderr);

@@ -388,6 +388,81 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 KHEO_EXTERN int kheo_bundle_apply(kheo_db *db, const char *path,
 	kheo_bundle_stats *st);
 
+/* ------------------------------------------------------------ attachments
+ * Blobs (DESIGN.md, What field users expect; docs/architecture.md,
+ * "Attachments"): photos and scanned decisions, named by the BLAKE2b-256
+ * of their bytes (64 hex digits), kept outside the database in DIR/blobs/
+ * as fixed chunks of KHEO_BLOB_CHUNK bytes (the last one shorter), each
+ * stored zstd-compressed only when that makes it smaller.  A record names
+ * a blob by its hash in a field of type hash (a set of them for photos);
+ * sync and bundles carry the blobs records name, chunk by chunk.  A blob
+ * is complete (readable, offered to peers) only when every chunk is here
+ * and the whole hashes to its name.
+ */
+#define KHEO_BLOB_CHUNK (64u * 1024)       /* bytes per chunk: a format rule */
+#define KHEO_BLOB_SIZE_MAX (256u << 20)    /* a blob's size: a format rule */
+#define KHEO_BLOB_DEFAULT_MAX (25u << 20)  /* kheo_attach's default cap */
+
+typedef struct kheo_blob_info {
+	char hash[KHEO_KEY_HEX + 1];  /* 64 hex digits */
+	uint64_t size;                /* bytes */
+	char type[8];                 /* "jpeg", "png", "pdf", "webp" */
+	size_t chunks;                /* of KHEO_BLOB_CHUNK bytes */
+	uint64_t stored;              /* bytes in DIR/blobs after compression */
+} kheo_blob_info;
+
+typedef struct kheo_attach_options {
+	unsigned int version;
+	uint64_t max_bytes;           /* 0: KHEO_BLOB_DEFAULT_MAX */
+} kheo_attach_options;
+
+#define KHEO_ATTACH_OPTIONS_VERSION 1
+#define KHEO_ATTACH_OPTIONS_INIT { KHEO_ATTACH_OPTIONS_VERSION, 0 }
+
+/*
+ * Store the file at `path` as a blob and name it in field `field` of
+ * record `id` of `table`: added to the set when the field is a set of
+ * hashes (photos), set otherwise (decision_scan).  The file must be a
+ * JPEG, PNG, PDF or WebP by its first bytes, 1 byte .. max_bytes long.
+ * `info` (may be NULL) is filled.  KHEO_EINVAL (not a hash field, a type
+ * not accepted, an empty file), KHEO_ELIMIT (above the cap),
+ * KHEO_ENOTFOUND (no such record), KHEO_EIO (the file or DIR/blobs);
+ * the message says which.  A blob already held is not stored twice.
+ * If the edit is refused the blob stays, unreferenced: kheo_blob_prune
+ * removes it.
+ */
+KHEO_EXTERN int kheo_attach(kheo_db *db, const char *table, const char *id,
+	const char *field, const char *path, const kheo_attach_options *o,
+	kheo_blob_info *info);
+
+/*
+ * Write the blob named `hash` (64 hex digits) to `path` (replaced
+ * atomically), after checking that its bytes hash to its name.
+ * KHEO_ENOTFOUND when it is not complete here (the message says how many
+ * chunks are), KHEO_ECORRUPT when the store's bytes do not verify.
+ */
+KHEO_EXTERN int kheo_blob_get(kheo_db *db, const char *hash,
+	const char *path, kheo_blob_info *info);
+
+/*
+ * The blobs live records name (their current values, pending edits
+ * included) that this node does not hold complete, as a JSON array
+ * (kheo_free) of {"hash", "table", "id", "field", "unit", "chunks_held",
+ * "chunks"} ("chunks" null when nothing of it is here), in the order a
+ * sync fetches them: decision scans (single hash fields) before photos
+ * (sets), newest records first.
+ */
+KHEO_EXTERN int kheo_blob_missing_json(kheo_db *db, char **out);
+
+/*
+ * Remove the blobs (complete or partial) that no live record names now,
+ * pending edits included, and that arrived here more than `days` days
+ * ago (docs/architecture.md, "Attachments", for why that is the rule).
+ * *pruned and *bytes (either may be NULL) say how many and how much.
+ */
+KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
+	uint64_t *bytes);
+
 /* ----------------------------------------------------------------- import */
 
 typedef struct kheo_import_stats {
@@ -505,10 +580,16 @@ typedef struct kheo_session_options {
 	const char *expect_peer;
 	size_t chunk_bytes;         /* frames per acknowledged chunk; 0: 64 KiB */
 	uint64_t max_changesets;    /* received per session; 0: 1,000,000 */
+	/* Blobs: with no_blobs this side asks for none (it still serves the
+	 * peer's requests); blob_bytes_max caps the chunk bytes it fetches
+	 * from the peer in this session (0: no cap), so a hub decides how
+	 * much a device may push: the rest comes at the next session. */
+	int no_blobs;
+	uint64_t blob_bytes_max;
 } kheo_session_options;
 
-#define KHEO_SESSION_OPTIONS_VERSION 1
-#define KHEO_SESSION_OPTIONS_INIT { KHEO_SESSION_OPTIONS_VERSION, 0, NULL, NULL, 0, 0 }
+#define KHEO_SESSION_OPTIONS_VERSION 2
+#define KHEO_SESSION_OPTIONS_INIT { KHEO_SESSION_OPTIONS_VERSION, 0, NULL, NULL, 0, 0, 0, 0 }
 
 typedef struct kheo_session_stats {
 	uint64_t bytes_in, bytes_out;   /* on the transport */
@@ -522,6 +603,15 @@ typedef struct kheo_session_stats {
 	int64_t clock_offset_ms;        /* peer wall clock minus ours */
 	char peer[KHEO_KEY_HEX + 1];    /* the peer's key, once known */
 	char scope[256];                /* the units the session covers */
+	/* blobs, this session: chunks and their bytes as sent (compressed or
+	 * not) each way; blobs completed here; blobs refused here (a chunk
+	 * that did not verify, a whole that did not hash to its name), the
+	 * last reason in blob_error; blobs the peer named none of this side
+	 * could fetch because of no_blobs or blob_bytes_max: still missing */
+	size_t blob_chunks_in, blob_chunks_out;
+	uint64_t blob_bytes_in, blob_bytes_out;
+	size_t blobs_completed, blobs_refused, blobs_left;
+	char blob_error[256];
 } kheo_session_stats;
 
 /* A session on `db`.  KHEO_EINVAL for bad options; KHEO_EAUTH when this
