@@ -290,6 +290,9 @@ static const char *set(struct conf *c, const char *key, const char *v)
 	if (IS("max_changesets"))
 		return count(v, UINT64_MAX, &c->max_changesets) < 0 ?
 			"a number (0: the library's default)" : NULL;
+	if (IS("device_blob_bytes"))
+		return size(v, (uint64_t)1 << 40, &c->device_blob_bytes) < 0 ?
+			"a size such as 20m (0: no cap)" : NULL;
 	if (IS("log")) {
 		if (strcmp(v, "stderr") == 0)
 			c->log_target = LOG_STDERR;

@@ -77,6 +77,8 @@ struct conf {
 	size_t max_buffer;            /* unprocessed bytes per connection */
 	size_t chunk_bytes;           /* kheo_session_options */
 	uint64_t max_changesets;      /* kheo_session_options */
+	uint64_t device_blob_bytes;   /* blob bytes a connecting peer may push
+					 per session (blob_bytes_max); 0: no cap */
 	int log_target, log_level;
 	char user[64];                /* drop to this user when started as root */
 	char passphrase_file[PATH_MAX];

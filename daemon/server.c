@@ -93,7 +93,7 @@ static struct {
 	unsigned handshake_timeout;
 	unsigned shutdown_grace, max_sessions, max_per_peer;
 	size_t max_buffer, chunk_bytes;
-	uint64_t max_changesets;
+	uint64_t max_changesets, device_blob_bytes;
 	char audit_mirror[PATH_MAX]; /* "" for none */
 } srv;
 
@@ -737,6 +737,10 @@ static struct conn *conn_new(int outgoing, const char *expect)
 	o.expect_peer = c->expect[0] ? c->expect : NULL;
 	o.chunk_bytes = srv.chunk_bytes;
 	o.max_changesets = srv.max_changesets;
+	/* what a device (any peer that connects) may push: blobs this side
+	 * fetches from it */
+	if (!outgoing)
+		o.blob_bytes_max = srv.device_blob_bytes;
 	c->opts = o;
 	c->t0 = uv_now(srv.loop);
 	if (srv.session_timeout)
@@ -871,6 +875,7 @@ void server_reconf(const struct conf *c)
 	srv.max_changesets = c->max_changesets;
 	strf(srv.audit_mirror, sizeof(srv.audit_mirror), "%s",
 		c->audit_mirror);
+	srv.device_blob_bytes = c->device_blob_bytes;
 }
 
 int server_start(uv_loop_t *loop, const struct conf *c,

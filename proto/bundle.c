@@ -5,6 +5,8 @@
  *   magic "KHB" 0x01 | sender key | created (varint, ms)
  *   | heads: count, then (author, unit, useq, id) ascending by (author, unit)
  *   | frames: count, then (varint length, frame) in chain order
+ *   | version 2 only: blob chunks: count, then chunks (msg.c's
+ *     kheo_chunk_put) ascending by (hash, index)
  *   | digest: BLAKE2b-256 of every byte before it
  *   | signature: Ed25519 by the sender over "kheo/bundle/v1" || digest
  *
@@ -35,7 +37,9 @@ int kheo_bundle_encode(kheo_buf *out, const kheo_bundle *b,
 	uint8_t msg[sizeof(BUNDLE_CTX) - 1 + 32];
 	size_t start = out->len, i;
 
-	kheo_buf_put(out, KHEO_BUNDLE_MAGIC, 4);
+	/* version 1 when there are no blobs: what older readers read */
+	kheo_buf_put(out, KHEO_BUNDLE_MAGIC, 3);
+	kheo_buf_put_u8(out, b->nchunks ? 2 : 1);
 	kheo_buf_put(out, b->sender, KHEO_KEY_SIZE);
 	kheo_buf_put_varint(out, b->created_ms);
 	kheo_buf_put_varint(out, b->nheads);
@@ -51,6 +55,11 @@ int kheo_bundle_encode(kheo_buf *out, const kheo_bundle *b,
 	for (i = 0; i < b->nframes; i++) {
 		kheo_buf_put_varint(out, b->lens[i]);
 		kheo_buf_put(out, b->frames[i], b->lens[i]);
+	}
+	if (b->nchunks) {
+		kheo_buf_put_varint(out, b->nchunks);
+		for (i = 0; i < b->nchunks; i++)
+			kheo_chunk_put(out, &b->chunks[i]);
 	}
 	if (out->oom)
 		return KHEO_ENOMEM;
@@ -77,6 +86,7 @@ void kheo_bundle_free(kheo_bundle *b)
 	kheo__free(b->heads);
 	kheo__free((void *)b->frames);
 	kheo__free(b->lens);
+	kheo__free(b->chunks);
 	kheo__free(b);
 }
 
@@ -95,10 +105,10 @@ int kheo_bundle_decode(kheo_bundle **out, const uint8_t *p, size_t n,
 	if (n < 4 || memcmp(p, KHEO_BUNDLE_MAGIC, 3) != 0)
 		return kheo__refuse(why, KHEO_R_BAD_MAGIC, 0,
 			"not a kheo bundle (magic \"KHB\" missing)");
-	if (p[3] != (uint8_t)KHEO_BUNDLE_MAGIC[3])
+	if (p[3] != 1 && p[3] != 2)
 		return kheo__refuse(why, KHEO_R_BAD_VERSION, 3,
-			"bundle format version %u unknown (this is %u)", p[3],
-			(uint8_t)KHEO_BUNDLE_MAGIC[3]);
+			"bundle format version %u unknown (this reads 1 and "
+			"2)", p[3]);
 	if (n < 4 + KHEO_KEY_SIZE + 32 + KHEO_SIG_SIZE)
 		return kheo__refuse(why, KHEO_R_TRUNCATED, n,
 			"bundle of %zu bytes is cut short", n);
@@ -179,6 +189,40 @@ int kheo_bundle_decode(kheo_bundle **out, const uint8_t *p, size_t n,
 			     "frame")) < 0)
 			goto fail;
 		b->lens[i] = (size_t)v;
+	}
+	if (p[3] == 2) {
+		/* each chunk takes at least 32 + 1 + 1 + 1 + 32 + 1 bytes */
+		if ((err = kheo_read_varint(&r, &v, (body - r.off) / 68,
+			     "chunk count")) < 0)
+			goto fail;
+		if (v == 0) {
+			err = kheo__refuse(why, KHEO_R_EMPTY, r.off,
+				"a version 2 bundle without blob chunks");
+			goto fail;
+		}
+		b->nchunks = (size_t)v;
+		if (!(b->chunks = kheo__calloc(b->nchunks,
+			      sizeof(*b->chunks)))) {
+			err = KHEO_ENOMEM;
+			goto fail;
+		}
+		for (i = 0; i < b->nchunks; i++) {
+			kheo_blob_chunk *c = &b->chunks[i], *d = c - 1;
+			size_t start = r.off;
+			int cmp;
+
+			if ((err = kheo_chunk_read(&r, c)) < 0)
+				goto fail;
+			if (i == 0)
+				continue;
+			cmp = memcmp(d->hash, c->hash, KHEO_ID_SIZE);
+			if (cmp > 0 || (cmp == 0 && d->index >= c->index)) {
+				err = kheo__refuse(why, KHEO_R_UNSORTED, start,
+					"chunk %zu is not after the one "
+					"before", i);
+				goto fail;
+			}
+		}
 	}
 	if ((err = kheo_read_end(&r, "bundle")) < 0)
 		goto fail;

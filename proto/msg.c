@@ -11,6 +11,13 @@
  *   DONE    5
  *   REFUSE  6 | reason (str)
  *   PACKED  7 | size | one zstd frame of another message (not PACKED)
+ *   WANT    8 | count | hash (32)...
+ *   HAVE    9 | count | (hash (32), size)...
+ *   GET    10 | hash (32) | index
+ *   CHUNK  11 | hash (32) | index | size | flags (u8) | chunk hash (32)
+ *             | data (str)
+ *   LACK   12 | hash (32)
+ *   END    13
  *
  * Heads are sent in several HEADS messages when there are many; `last` is
  * 1 on the final one.  A decoded message points into the input, which must
@@ -75,6 +82,28 @@ int kheo_msg_encode(kheo_buf *b, const kheo_msg *m)
 		kheo_buf_put_varint(b, m->packed.raw_len);
 		kheo_buf_put(b, m->packed.p, m->packed.n);
 		break;
+	case KHEO_MSG_WANT:
+	case KHEO_MSG_HAVE:
+		kheo_buf_put_varint(b, m->want.n);
+		for (i = 0; i < m->want.n; i++) {
+			kheo_buf_put(b, m->want.hashes + i * KHEO_ID_SIZE,
+				KHEO_ID_SIZE);
+			if (m->type == KHEO_MSG_HAVE)
+				kheo_buf_put_varint(b, m->want.sizes[i]);
+		}
+		break;
+	case KHEO_MSG_GET:
+		kheo_buf_put(b, m->blob.hash, KHEO_ID_SIZE);
+		kheo_buf_put_varint(b, m->blob.index);
+		break;
+	case KHEO_MSG_CHUNK:
+		kheo_chunk_put(b, &m->blob);
+		break;
+	case KHEO_MSG_LACK:
+		kheo_buf_put(b, m->blob.hash, KHEO_ID_SIZE);
+		break;
+	case KHEO_MSG_END:
+		break;
 	default:
 		return KHEO_EINVAL;
 	}
@@ -90,6 +119,8 @@ void kheo_msg_free(kheo_msg *m)
 	kheo__free(m->frames.lens);
 	kheo__free((void *)m->hello.certs);
 	kheo__free(m->hello.cert_lens);
+	kheo__free(m->want.sizes);
+	kheo__free(m->want.owned);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -260,6 +291,128 @@ static int decode_frames(kheo_reader *r, kheo_msg *m)
 	return KHEO_OK;
 }
 
+static int decode_want(kheo_reader *r, kheo_msg *m, int have)
+{
+	size_t i;
+	int err;
+
+	if ((err = read_count(r, &m->want.n, KHEO_SYNC_WANT_MAX,
+		     KHEO_ID_SIZE + (have ? 1 : 0), "blobs")) < 0)
+		return err;
+	/* a WANT asks for something; a HAVE may say "none of them" */
+	if (!have && m->want.n == 0)
+		return kheo__refuse(r->why, KHEO_R_EMPTY, r->off,
+			"a WANT of no blobs");
+	if (m->want.n &&
+	    (!(m->want.owned = kheo__calloc(m->want.n, KHEO_ID_SIZE)) ||
+		    (have && !(m->want.sizes = kheo__calloc(m->want.n,
+				       sizeof(uint64_t))))))
+		return KHEO_ENOMEM;
+	m->want.hashes = m->want.owned;
+	for (i = 0; i < m->want.n; i++) {
+		const uint8_t *h;
+
+		if ((err = kheo_read_bytes(r, &h, KHEO_ID_SIZE, "blob")) < 0)
+			return err;
+		memcpy(m->want.owned + i * KHEO_ID_SIZE, h, KHEO_ID_SIZE);
+		if (!have)
+			continue;
+		if ((err = kheo_read_varint(r, &m->want.sizes[i],
+			     KHEO_SYNC_BLOB_SIZE_MAX, "blob size")) < 0)
+			return err;
+		if (m->want.sizes[i] == 0)
+			return kheo__refuse(r->why, KHEO_R_EMPTY, r->off - 1,
+				"a blob of 0 bytes");
+	}
+	return KHEO_OK;
+}
+
+void kheo_chunk_put(kheo_buf *b, const kheo_blob_chunk *c)
+{
+	kheo_buf_put(b, c->hash, KHEO_ID_SIZE);
+	kheo_buf_put_varint(b, c->index);
+	kheo_buf_put_varint(b, c->size);
+	kheo_buf_put_u8(b, (uint8_t)(c->z != 0));
+	kheo_buf_put(b, c->chash, KHEO_ID_SIZE);
+	kheo_buf_put_str(b, c->p, c->n);
+}
+
+int kheo_chunk_read(kheo_reader *r, kheo_blob_chunk *c)
+{
+	const uint8_t *p;
+	uint64_t chunks, expect, len, max;
+	uint8_t z;
+	size_t at;
+	int err;
+
+	if ((err = kheo_read_bytes(r, &p, KHEO_ID_SIZE, "blob")) < 0)
+		return err;
+	memcpy(c->hash, p, KHEO_ID_SIZE);
+	if ((err = kheo_read_varint(r, &c->index,
+		     KHEO_SYNC_BLOB_SIZE_MAX / KHEO_SYNC_BLOB_CHUNK - 1,
+		     "chunk index")) < 0 ||
+	    (err = kheo_read_varint(r, &c->size, KHEO_SYNC_BLOB_SIZE_MAX,
+		     "blob size")) < 0)
+		return err;
+	chunks = (c->size + KHEO_SYNC_BLOB_CHUNK - 1) / KHEO_SYNC_BLOB_CHUNK;
+	if (c->index >= chunks)
+		return kheo__refuse(r->why, KHEO_R_VARINT_OVERFLOW, r->off,
+			"chunk %llu of a blob of %llu chunks",
+			(unsigned long long)c->index,
+			(unsigned long long)chunks);
+	if ((err = kheo_read_u8(r, &z, "chunk flags")) < 0)
+		return err;
+	if (z > 1)
+		return kheo__refuse(r->why, KHEO_R_BAD_FLAGS, r->off - 1,
+			"chunk flags %u", z);
+	c->z = z;
+	if ((err = kheo_read_bytes(r, &p, KHEO_ID_SIZE, "chunk hash")) < 0)
+		return err;
+	memcpy(c->chash, p, KHEO_ID_SIZE);
+	expect = c->size - c->index * KHEO_SYNC_BLOB_CHUNK;
+	if (expect > KHEO_SYNC_BLOB_CHUNK)
+		expect = KHEO_SYNC_BLOB_CHUNK;
+	max = z ? KHEO_SYNC_BLOB_CHUNK + KHEO_SYNC_CHUNK_SLACK : expect;
+	at = r->off;
+	if ((err = kheo_read_varint(r, &len, UINT32_MAX, "chunk data")) < 0)
+		return err;
+	if (len > max)
+		return kheo__refuse(r->why, KHEO_R_TOO_BIG, at,
+			"chunk %llu: %llu bytes of data, above the limit of "
+			"%llu", (unsigned long long)c->index,
+			(unsigned long long)len, (unsigned long long)max);
+	if ((err = kheo_read_bytes(r, &c->p, (size_t)len, "chunk data")) < 0)
+		return err;
+	c->n = (size_t)len;
+	/* stored as it is: exactly the chunk's length */
+	if (!z && c->n != expect)
+		return kheo__refuse(r->why, KHEO_R_TRUNCATED, r->off,
+			"chunk %llu is %zu bytes, %llu expected",
+			(unsigned long long)c->index, c->n,
+			(unsigned long long)expect);
+	if (z && c->n == 0)
+		return kheo__refuse(r->why, KHEO_R_TRUNCATED, r->off,
+			"an empty compressed chunk");
+	return KHEO_OK;
+}
+
+static int decode_blob(kheo_reader *r, kheo_msg *m)
+{
+	const uint8_t *p;
+	int err;
+
+	if (m->type == KHEO_MSG_CHUNK)
+		return kheo_chunk_read(r, &m->blob);
+	if ((err = kheo_read_bytes(r, &p, KHEO_ID_SIZE, "blob")) < 0)
+		return err;
+	memcpy(m->blob.hash, p, KHEO_ID_SIZE);
+	if (m->type == KHEO_MSG_LACK)
+		return KHEO_OK;
+	return kheo_read_varint(r, &m->blob.index,
+		KHEO_SYNC_BLOB_SIZE_MAX / KHEO_SYNC_BLOB_CHUNK - 1,
+		"chunk index");
+}
+
 int kheo_msg_decode(kheo_msg *m, const uint8_t *p, size_t n,
 	kheo_refusal *why)
 {
@@ -322,6 +475,17 @@ int kheo_msg_decode(kheo_msg *m, const uint8_t *p, size_t n,
 		m->packed.p = r.p + r.off;
 		m->packed.n = r.len - r.off;
 		r.off = r.len;
+		break;
+	case KHEO_MSG_WANT:
+	case KHEO_MSG_HAVE:
+		err = decode_want(&r, m, type == KHEO_MSG_HAVE);
+		break;
+	case KHEO_MSG_GET:
+	case KHEO_MSG_CHUNK:
+	case KHEO_MSG_LACK:
+		err = decode_blob(&r, m);
+		break;
+	case KHEO_MSG_END:
 		break;
 	default:
 		err = kheo__refuse(why, KHEO_R_BAD_ENUM, 0,

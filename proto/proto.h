@@ -366,6 +366,24 @@ typedef struct kheo_head {
 	uint8_t id[KHEO_ID_SIZE];
 } kheo_head;
 
+/* One chunk of a blob as a CHUNK message and a bundle carry it
+ * (docs/protocol.md, "Blobs"). */
+typedef struct kheo_blob_chunk {
+	uint8_t hash[KHEO_ID_SIZE];        /* the blob's name */
+	uint64_t index;
+	uint64_t size;                     /* the whole blob's */
+	int z;                             /* data is zstd */
+	uint8_t chash[KHEO_ID_SIZE];       /* of the raw chunk */
+	const uint8_t *p;                  /* data, in the input */
+	size_t n;
+} kheo_blob_chunk;
+
+/* hash | index | size | flags | chunk hash | data (str) */
+void kheo_chunk_put(kheo_buf *b, const kheo_blob_chunk *c);
+/* The same, read strictly: index within the blob, flags 0 or 1, raw data
+ * exactly the chunk's length, compressed data at most 64 KiB + 1 KiB. */
+int kheo_chunk_read(kheo_reader *r, kheo_blob_chunk *c);
+
 /*
  * A bundle: the sender, what it held (heads, ascending by author then
  * unit), and frames in chain order.  From kheo_bundle_decode, frames point
@@ -379,6 +397,10 @@ typedef struct kheo_bundle {
 	const uint8_t **frames;
 	size_t *lens;
 	size_t nframes;
+	/* blob chunks, ascending by (hash, index): format version 2, written
+	 * only when there are any */
+	kheo_blob_chunk *chunks;
+	size_t nchunks;
 } kheo_bundle;
 
 /* Append the bundle, digested and signed with the sender's secret key. */
@@ -503,7 +525,23 @@ typedef enum kheo_msg_type {
 	KHEO_MSG_DONE = 5,    /* I have sent all I have for you */
 	KHEO_MSG_REFUSE = 6,  /* why I stop (then the channel closes) */
 	KHEO_MSG_PACKED = 7,  /* another message, zstd-compressed */
+	KHEO_MSG_WANT = 8,    /* which of these blobs do you hold whole? */
+	KHEO_MSG_HAVE = 9,    /* these, of these sizes */
+	KHEO_MSG_GET = 10,    /* send me chunk i of blob h */
+	KHEO_MSG_CHUNK = 11,  /* chunk i of blob h, as stored */
+	KHEO_MSG_LACK = 12,   /* I cannot send blob h after all */
+	KHEO_MSG_END = 13,    /* I ask for no more blobs */
 } kheo_msg_type;
+
+/* Blobs in a session (docs/protocol.md, "Blobs"): the same numbers as
+ * kheo.h's KHEO_BLOB_CHUNK and KHEO_BLOB_SIZE_MAX, repeated here because
+ * proto/ does not include the public header. */
+#define KHEO_SYNC_BLOB_CHUNK (64u * 1024)
+#define KHEO_SYNC_BLOB_SIZE_MAX (256u << 20)
+#define KHEO_SYNC_WANT_MAX 1024u          /* hashes in a WANT or HAVE */
+/* a compressed chunk may exceed its raw size by a little (zstd's bound
+ * for 64 KiB is 65,536 + 259 bytes), never by more than this */
+#define KHEO_SYNC_CHUNK_SLACK 1024u
 
 /* What a PACKED message may unpack to. */
 #define KHEO_SYNC_UNPACKED_MAX (4u << 20)
@@ -543,6 +581,13 @@ typedef struct kheo_msg {
 		size_t n;
 	} packed;
 	char refuse[256];
+	struct {                           /* WANT, HAVE */
+		const uint8_t *hashes;         /* n × 32 bytes */
+		uint8_t *owned;                /* decoded: hashes, the message's */
+		uint64_t *sizes;               /* HAVE: n sizes */
+		size_t n;
+	} want;
+	kheo_blob_chunk blob;              /* GET, LACK: hash (and index) */
 } kheo_msg;
 
 int kheo_msg_encode(kheo_buf *b, const kheo_msg *m);

@@ -31,8 +31,10 @@ int cmd_bundle(cli *c)
 		if (kheo_bundle_create(db, c->argv[2], for_node, &st) < 0)
 			rc = cli_fail(db, "bundle create");
 		else
-			printf("wrote %s: %zu changesets, %zu bytes\n",
-				c->argv[2], st.changesets, st.bytes);
+			printf("wrote %s: %zu changesets, %zu blobs (%zu "
+			       "chunks), %zu bytes\n", c->argv[2],
+				st.changesets, st.blobs, st.blob_chunks,
+				st.bytes);
 		kheo_db_close(db);
 		return rc;
 	}
@@ -52,6 +54,17 @@ int cmd_bundle(cli *c)
 			c->argv[2], st.changesets, st.apply.applied,
 			st.apply.held, st.apply.rejected, st.apply.duplicate,
 			st.apply.released);
+		if (st.blobs)
+			printf("%s: %zu blobs: %zu complete here, %zu "
+			       "refused\n", c->argv[2], st.blobs,
+				st.blobs_completed, st.blobs_refused);
+		if (st.blobs_refused) {
+			fprintf(stderr, "kheo: bundle apply: %zu blob%s "
+				"refused: %s\n", st.blobs_refused,
+				st.blobs_refused == 1 ? "" : "s",
+				st.blob_error);
+			rc = EXIT_REFUSED;
+		}
 		if (st.apply.rejected) {
 			fprintf(stderr, "kheo: bundle apply: %zu changeset%s "
 				"rejected (see kheo quarantine)\n",

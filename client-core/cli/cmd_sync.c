@@ -2,7 +2,8 @@
  * cmd_sync.c - kheo sync: a device (or any node) syncs with a kheod over
  * TCP; kheo sync --now asks the local kheod to sync with its upstream.
  *
- *   kheo sync HOST:PORT [--key HEX]     exit 0 when the session is DONE,
+ *   kheo sync HOST:PORT [--key HEX] [--no-blobs]
+ *                                        exit 0 when the session is DONE,
  *                                        1 when it failed (why on stderr)
  *   kheo sync --now                      through DIR/kheod.sock
  *
@@ -12,7 +13,9 @@
  * progress (what is left to send and to receive, as far as the session
  * knows); stdout gets a one-line summary at the end (JSON with --json).
  * PORT defaults to 7878, kheod's.  --key: the hub's key in hex, when the
- * device must talk to that hub and no other.  Not here: retries (run it
+ * device must talk to that hub and no other.  --no-blobs: fetch no
+ * attachments, only the records naming them (kheo blob missing lists
+ * them); this node's own blobs still go up when the hub asks.  Not here: retries (run it
  * again: a cut session resumes where it stopped).
  */
 #include "cli.h"
@@ -37,7 +40,8 @@
 #define CONNECT_MS 15000   /* to connect */
 #define IDLE_MS 120000     /* with no byte either way */
 
-static const char usage_line[] = "sync HOST:PORT [--key HEX] | sync --now";
+static const char usage_line[] = "sync HOST:PORT [--key HEX] [--no-blobs] | "
+				  "sync --now";
 
 static int64_t now_ms(void)
 {
@@ -247,6 +251,19 @@ static void summary(const cli *c, const char *name,
 			"seconds", secs,
 			"clock_offset_ms", (json_int_t)st->clock_offset_ms,
 			"scope", st->scope);
+		if (j)
+			json_object_update_new(j, json_pack("{s:I, s:I, s:I, "
+				"s:I, s:I, s:I, s:I, s:s}",
+				"blob_chunks_in", (json_int_t)st->blob_chunks_in,
+				"blob_chunks_out",
+				(json_int_t)st->blob_chunks_out,
+				"blob_bytes_in", (json_int_t)st->blob_bytes_in,
+				"blob_bytes_out", (json_int_t)st->blob_bytes_out,
+				"blobs_completed",
+				(json_int_t)st->blobs_completed,
+				"blobs_refused", (json_int_t)st->blobs_refused,
+				"blobs_left", (json_int_t)st->blobs_left,
+				"blob_error", st->blob_error));
 		if (j && (text = json_dumps(j, JSON_COMPACT))) {
 			printf("%s\n", text);
 			free(text);
@@ -261,6 +278,15 @@ static void summary(const cli *c, const char *name,
 	       "offset %+lld ms\n", name, st->peer, st->sent, st->received,
 		st->apply.applied, st->apply.held, st->apply.rejected, in, out,
 		secs, (long long)st->clock_offset_ms);
+	if (st->blob_chunks_in || st->blob_chunks_out || st->blobs_left)
+		printf("blobs: %zu chunks in, %zu out; %zu complete here, %zu "
+		       "still missing (kheo blob missing)\n",
+			st->blob_chunks_in, st->blob_chunks_out,
+			st->blobs_completed, st->blobs_left);
+	if (st->blobs_refused)
+		fprintf(stderr, "kheo sync: %zu blob%s refused: %s\n",
+			st->blobs_refused, st->blobs_refused == 1 ? "" : "s",
+			st->blob_error);
 }
 
 static int valid_key(const char *k)
@@ -349,20 +375,23 @@ int cmd_sync(cli *c)
 	const char *addr = NULL, *key = NULL;
 	char host[256], port[16];
 	int64_t t0;
-	int i, fd = -1, rc, tty = isatty(2), now = 0;
+	int i, fd = -1, rc, tty = isatty(2), now = 0, no_blobs = 0;
 
 	for (i = 1; i < c->argc; i++) {
 		if (strcmp(c->argv[i], "--now") == 0)
 			now = 1;
 		else if (strcmp(c->argv[i], "--key") == 0 && i + 1 < c->argc)
 			key = c->argv[++i];
+		else if (strcmp(c->argv[i], "--no-blobs") == 0)
+			no_blobs = 1;
 		else if (c->argv[i][0] != '-' && !addr)
 			addr = c->argv[i];
 		else
 			return cli_usage(usage_line);
 	}
 	if (now)
-		return addr || key ? cli_usage(usage_line) : sync_now(c);
+		return addr || key || no_blobs ? cli_usage(usage_line)
+					       : sync_now(c);
 	if (!addr || split(addr, host, sizeof(host), port, sizeof(port)) < 0)
 		return cli_usage(usage_line);
 	if (key && !valid_key(key)) {
@@ -379,6 +408,7 @@ int cmd_sync(cli *c)
 	}
 	o.initiator = 1;
 	o.expect_peer = key;
+	o.no_blobs = no_blobs;
 	if ((rc = kheo_session_new(&s, db, &o)) < 0) {
 		fprintf(stderr, "kheo sync: %s (%s)\n", *kheo_errmsg(db) ?
 			kheo_errmsg(db) : "this node cannot sync",

@@ -43,7 +43,7 @@ static const struct {
 	{ "enroll", cmd_enroll, "request [--qr] | sign FILE|- --role ROLE "
 		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
 	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },
-	{ "sync", cmd_sync, "HOST:PORT [--key HEX] | --now" },
+	{ "sync", cmd_sync, "HOST:PORT [--key HEX] [--no-blobs] | --now" },
 	{ "audit", cmd_audit, "export GITDIR | verify GITDIR | replay GITDIR "
 		"(--until DATE | --received-until DATE) [--out DIR]" },
 	{ "attach", cmd_attach, "TABLE ID FIELD FILE [--max-size BYTES]" },

@@ -368,13 +368,21 @@ typedef struct kheo_bundle_stats {
 	size_t changesets;  /* written, or read */
 	size_t bytes;       /* file size */
 	kheo_apply_stats apply;
+	/* blobs (attachments): written, or read and kept; refused on read
+	 * (a chunk that does not verify, a whole that does not hash to its
+	 * name, a blob no record names), the last reason in blob_error */
+	size_t blobs, blob_chunks, blobs_completed, blobs_refused;
+	char blob_error[256];
 } kheo_bundle_stats;
 
 /*
  * Write a bundle (the sneakernet path: a file carried on an SD card) with
  * the changesets the receiver may lack: with for_node (hex key or a unique
  * prefix of 8+ digits) what this node knows that node holds is left out;
- * with NULL, everything.  Pending edits are sealed first.
+ * with NULL, everything.  Pending edits are sealed first.  Blobs go too,
+ * every chunk of each one held whole: with NULL, all that live records
+ * name; with for_node, those named by the records the bundle's changesets
+ * touch.
  */
 KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	const char *for_node, kheo_bundle_stats *st);
@@ -383,7 +391,9 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
  * Read a bundle.  When the file cannot be read as a whole (truncated,
  * corrupt, unknown version, bad sender signature) nothing is applied and
  * KHEO_EPROTO (or KHEO_EUNSUPPORTED) is returned; otherwise each changeset
- * is applied, held or rejected as by kheo_apply.
+ * is applied, held or rejected as by kheo_apply, and then each blob chunk
+ * is checked and kept as a sync session keeps it (refused blobs are
+ * counted in st, not an error).
  */
 KHEO_EXTERN int kheo_bundle_apply(kheo_db *db, const char *path,
 	kheo_bundle_stats *st);

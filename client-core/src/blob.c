@@ -650,6 +650,10 @@ static int each_hash_field(kheo_db *db,
 	for (i = 0; i < db->schema->ntables; i++) {
 		const kheo_stable *t = &db->schema->tables[i];
 
+		/* `_sys` hashes are keys (receipts, revocations), not
+		 * attachments */
+		if (t->system)
+			continue;
 		for (j = 0; j < t->nfields; j++)
 			if (t->fields[j].type == KHEO_F_HASH &&
 			    (err = fn(db, t, &t->fields[j], arg)) != 0)

@@ -90,14 +90,164 @@ static int write_file(kheo_db *db, const char *path, const kheo_buf *b)
 	return KHEO_OK;
 }
 
+static int rid_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, KHEO_RECORD_SIZE);
+}
+
+static int hash_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, KHEO_ID_SIZE);
+}
+
+/*
+ * The chunks of the blobs to carry, into b (their data in `data`): every
+ * blob held whole that a live record names, or with rids (sorted, nrids
+ * of them; NULL for all) only those named by these records.
+ */
+static int add_blobs(kheo_db *db, kheo_bundle *b, kheo_buf *data,
+	const uint8_t *rids, size_t nrids, size_t *nblobs)
+{
+	kheo_blob_ref *v;
+	uint8_t *hs = NULL;
+	size_t n, i, k = 0, *offs = NULL, cap = 0;
+	kheo_buf one = { 0 };
+	int err;
+
+	*nblobs = 0;
+	if ((err = kheo__blob_named(db, NULL, NULL, &v, &n)) < 0)
+		return err;
+	if (n && !(hs = kheo__calloc(n, KHEO_ID_SIZE))) {
+		kheo__free(v);
+		return kheo__error(db, KHEO_ENOMEM, "out of memory");
+	}
+	for (i = 0; i < n; i++) {
+		uint8_t rid[KHEO_RECORD_SIZE];
+		int complete = 0;
+
+		if (rids && (kheo_unhex(rid, sizeof(rid), v[i].id,
+				     strlen(v[i].id)) < 0 || !nrids ||
+				    !bsearch(rid, rids, nrids, KHEO_RECORD_SIZE,
+					    rid_cmp)))
+			continue;
+		if (kheo__blob_state(db, v[i].hash, NULL, NULL, &complete) ==
+			    KHEO_OK && complete)
+			memcpy(hs + k++ * KHEO_ID_SIZE, v[i].hash,
+				KHEO_ID_SIZE);
+	}
+	kheo__free(v);
+	if (k)
+		qsort(hs, k, KHEO_ID_SIZE, hash_cmp);
+	for (i = 0; i < k && err == KHEO_OK; i++) {
+		const uint8_t *h = hs + i * KHEO_ID_SIZE;
+		uint64_t idx, size = 1;
+
+		if (i && memcmp(h, h - KHEO_ID_SIZE, KHEO_ID_SIZE) == 0)
+			continue;
+		(*nblobs)++;
+		for (idx = 0; idx * KHEO_BLOB_CHUNK < size; idx++) {
+			kheo_blob_chunk *c;
+
+			if (b->nchunks == cap) {
+				size_t ncap = cap ? 2 * cap : 64;
+				kheo_blob_chunk *nc = kheo__realloc(b->chunks,
+					ncap * sizeof(*nc));
+				size_t *no;
+
+				if (nc)
+					b->chunks = nc;
+				no = nc ? kheo__realloc(offs,
+						  ncap * sizeof(*no)) : NULL;
+				if (no)
+					offs = no;
+				if (!nc || !no) {
+					err = kheo__error(db, KHEO_ENOMEM,
+						"out of memory");
+					break;
+				}
+				cap = ncap;
+			}
+			c = &b->chunks[b->nchunks];
+			memset(c, 0, sizeof(*c));
+			if ((err = kheo__blob_chunk_read(db, h, idx, &one,
+				     &c->z, c->chash, &size)) < 0)
+				break;
+			memcpy(c->hash, h, KHEO_ID_SIZE);
+			c->index = idx;
+			c->size = size;
+			c->n = one.len;
+			offs[b->nchunks++] = data->len;
+			kheo_buf_put(data, one.p, one.len);
+		}
+	}
+	/* pointers once the data no longer moves */
+	if (err == KHEO_OK && data->oom)
+		err = kheo__error(db, KHEO_ENOMEM, "out of memory");
+	for (i = 0; err == KHEO_OK && i < b->nchunks; i++)
+		b->chunks[i].p = data->p + offs[i];
+	kheo__free(offs);
+	kheo__free(hs);
+	kheo_buf_free(&one);
+	return err;
+}
+
+/* The records the changesets numbered cs[0..n) touch, sorted. */
+static int touched_rids(kheo_db *db, const int64_t *cs, size_t n,
+	uint8_t **out, size_t *nout)
+{
+	sqlite3_stmt *st;
+	size_t i, k = 0, cap = 0;
+	uint8_t *v = NULL;
+	int rc = SQLITE_DONE;
+
+	*out = NULL;
+	*nout = 0;
+	if ((rc = sqlite3_prepare_v2(db->sql, "SELECT DISTINCT rid FROM"
+		     " kheo_op WHERE cs = ?1", -1, &st, NULL)) != SQLITE_OK)
+		return kheo__sqlerr(db, rc, "bundle");
+	rc = SQLITE_DONE;
+	for (i = 0; i < n && rc == SQLITE_DONE; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, cs[i]);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (k == cap) {
+				uint8_t *nv = kheo__realloc(v,
+					(cap = cap ? 2 * cap : 64) *
+						KHEO_RECORD_SIZE);
+
+				if (!nv) {
+					rc = SQLITE_NOMEM;
+					break;
+				}
+				v = nv;
+			}
+			memcpy(v + k++ * KHEO_RECORD_SIZE,
+				sqlite3_column_blob(st, 0), KHEO_RECORD_SIZE);
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		kheo__free(v);
+		return rc == SQLITE_NOMEM
+			       ? kheo__error(db, KHEO_ENOMEM, "out of memory")
+			       : kheo__sqlerr(db, rc, "bundle");
+	}
+	if (k)
+		qsort(v, k, KHEO_RECORD_SIZE, rid_cmp);
+	*out = v;
+	*nout = k;
+	return KHEO_OK;
+}
+
 KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	const char *for_node, kheo_bundle_stats *st)
 {
 	kheo_bundle b = { 0 };
-	kheo_buf out = { 0 }, frames = { 0 };
-	uint8_t peer[KHEO_KEY_SIZE];
+	kheo_buf out = { 0 }, frames = { 0 }, blobs = { 0 };
+	uint8_t peer[KHEO_KEY_SIZE], *rids = NULL;
 	sqlite3_stmt *q = NULL;
-	size_t *offs = NULL, cap = 0, i;
+	size_t *offs = NULL, cap = 0, i, nrids = 0, nblobs = 0;
+	int64_t *csn = NULL;
 	int rc, err, have_peer = 0;
 
 	kheo__clear(db);
@@ -119,7 +269,7 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 		return err;
 	/* every changeset but those the peer is known to hold; chain order */
 	rc = sqlite3_prepare_v2(db->sql,
-		"SELECT frame FROM kheo_cs c WHERE ?1 IS NULL OR (c.author != ?1"
+		"SELECT frame, n FROM kheo_cs c WHERE ?1 IS NULL OR (c.author != ?1"
 		" AND NOT EXISTS (SELECT 1 FROM kheo_peer_head h WHERE"
 		" h.peer = ?1 AND h.author = c.author AND h.unit = c.unit AND"
 		" h.useq >= c.useq AND EXISTS (SELECT 1 FROM kheo_cs m WHERE"
@@ -135,14 +285,19 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 		if (b.nframes == cap) {
 			size_t ncap = cap ? 2 * cap : 256;
 			size_t *no = kheo__realloc(offs, ncap * sizeof(*no));
+			int64_t *nn = NULL;
 
-			if (!no) {
+			if (no)
+				offs = no;
+			if (!no || !(nn = kheo__realloc(csn,
+					     ncap * sizeof(*nn)))) {
 				err = KHEO_ENOMEM;
 				goto done;
 			}
-			offs = no;
+			csn = nn;
 			cap = ncap;
 		}
+		csn[b.nframes] = sqlite3_column_int64(q, 1);
 		offs[b.nframes++] = frames.len;
 		kheo_buf_put_varint(&frames, (uint64_t)sqlite3_column_bytes(q, 0));
 		kheo_buf_put(&frames, sqlite3_column_blob(q, 0),
@@ -172,6 +327,14 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 		b.frames[i] = frames.p + offs[i] + r.off;
 		b.lens[i] = (size_t)len;
 	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (have_peer &&
+	    (err = touched_rids(db, csn, b.nframes, &rids, &nrids)) < 0)
+		goto done;
+	if ((err = add_blobs(db, &b, &blobs, have_peer ? rids : NULL, nrids,
+		     &nblobs)) < 0)
+		goto done;
 	memcpy(b.sender, db->pk, KHEO_KEY_SIZE);
 	b.created_ms = (uint64_t)kheo__now_ms(db);
 	if ((err = kheo_bundle_encode(&out, &b, db->sk)) < 0 ||
@@ -180,6 +343,8 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	if (st) {
 		st->changesets = b.nframes;
 		st->bytes = out.len;
+		st->blobs = nblobs;
+		st->blob_chunks = b.nchunks;
 	}
 done:
 	sqlite3_finalize(q);
@@ -187,9 +352,49 @@ done:
 	kheo__free((void *)b.frames);
 	kheo__free(b.lens);
 	kheo__free(offs);
+	kheo__free(csn);
+	kheo__free(rids);
+	kheo__free(b.chunks);
 	kheo_buf_free(&frames);
+	kheo_buf_free(&blobs);
 	kheo_buf_free(&out);
 	return err;
+}
+
+/* The blob chunks of a bundle, after its changesets: each checked and
+ * kept as a session keeps a CHUNK; a refused blob's later chunks are
+ * skipped. */
+static int apply_chunks(kheo_db *db, const kheo_bundle *b,
+	kheo_bundle_stats *st)
+{
+	const uint8_t *refused = NULL;
+	size_t i;
+
+	for (i = 0; i < b->nchunks; i++) {
+		const kheo_blob_chunk *c = &b->chunks[i];
+		int completed = 0, err;
+
+		if (i == 0 || memcmp(c[-1].hash, c->hash, KHEO_ID_SIZE) != 0)
+			st->blobs++;
+		if (refused && memcmp(refused, c->hash, KHEO_ID_SIZE) == 0)
+			continue;
+		err = kheo__blob_receive(db, c->hash, c->size, c->index, c->z,
+			c->chash, c->p, c->n, &completed);
+		if (err == KHEO_ENOMEM || err == KHEO_EIO ||
+		    err == KHEO_ERROR)
+			return err;
+		if (err < 0) {
+			st->blobs_refused++;
+			snprintf(st->blob_error, sizeof(st->blob_error), "%s",
+				kheo_errmsg(db));
+			refused = c->hash;
+			continue;
+		}
+		st->blob_chunks++;
+		st->blobs_completed += completed;
+	}
+	kheo__clear(db);
+	return KHEO_OK;
 }
 
 static int read_file(kheo_db *db, const char *path, kheo_buf *out)
@@ -271,8 +476,12 @@ KHEO_EXTERN int kheo_bundle_apply(kheo_db *db, const char *path,
 		goto done;
 	if ((err = kheo__begin(db)) < 0)
 		goto done;
-	if ((err = store_heads(db, b)) < 0 || (err = kheo__commit_tx(db)) < 0)
+	if ((err = store_heads(db, b)) < 0 ||
+	    (err = kheo__commit_tx(db)) < 0) {
 		kheo__rollback(db);
+		goto done;
+	}
+	err = apply_chunks(db, b, st);
 done:
 	kheo_bundle_free(b);
 	kheo_buf_free(&file);

@@ -69,6 +69,25 @@ struct kheo_session {
 	uint64_t in_flight_bytes;             /* and their frame bytes */
 	int done_sent, done_got;
 
+	/* blobs we fetch (after the peer's DONE: records first), one
+	 * request in flight: WANT (which of these do you hold?), then a GET
+	 * per chunk; each chunk is durable before the next GET */
+	int blobs_started, end_sent, end_got;
+	kheo_blob_ref *want;                  /* missing, in priority order */
+	size_t nwant, wpos, wbatch;           /* wbatch: start of the WANT out */
+	uint8_t *have_h;                      /* the peer's HAVE: hashes, */
+	uint64_t *have_sz;                    /* sizes */
+	size_t nhave, hpos;
+	int want_waiting, get_waiting;
+	uint8_t get_hash[KHEO_ID_SIZE];
+	uint64_t get_idx, get_size, blob_fetched;
+	/* blobs we serve: those our records in the session's scope name,
+	 * sorted; rebuilt when frames arrive */
+	uint8_t *served;
+	size_t nserved;
+	int served_ready;
+	kheo_buf bdata;
+
 	kheo_session_stats st;
 	kheo_buf msg;                         /* scratch: one message */
 	int noted;                            /* kheo_peer written */
@@ -133,6 +152,11 @@ static int in_scope(kheo_session *s, const char *unit)
 	return strcmp(unit, "_sys") == 0 || !s->scope[0] ||
 	       kheo_unit_within(unit, s->scope) ||
 	       kheo__authz_covers(s->db, s->scope, unit);
+}
+
+static int keep_in_scope(void *arg, const char *unit)
+{
+	return in_scope(arg, unit);
 }
 
 /*
@@ -443,6 +467,304 @@ static int send_next(kheo_session *s)
 	return err;
 }
 
+/* ------------------------------------------------------------------ blobs */
+
+static int hash_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, KHEO_ID_SIZE);
+}
+
+/* How many of the blobs we wanted are still not complete here. */
+static size_t blobs_still_missing(kheo_session *s)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < s->nwant; i++) {
+		int complete = 0;
+
+		if (kheo__blob_state(s->db, s->want[i].hash, NULL, NULL,
+			    &complete) < 0 || !complete)
+			n++;
+	}
+	return n;
+}
+
+static int send_end(kheo_session *s)
+{
+	kheo_msg m = { .type = KHEO_MSG_END };
+
+	s->end_sent = 1;
+	s->st.blobs_left = s->o.no_blobs ? s->st.blobs_left
+					 : blobs_still_missing(s);
+	return send_msg(s, &m);
+}
+
+/* The next request: a GET for the next chunk of the blob at hand, a WANT
+ * for the next batch, or END. */
+static int blob_next(kheo_session *s)
+{
+	if (s->end_sent || s->want_waiting || s->get_waiting ||
+	    s->state != KHEO_SESSION_SYNCING)
+		return KHEO_OK;
+	/* the cap: no chunk that could take this session past it */
+	if (s->o.blob_bytes_max &&
+	    s->blob_fetched + KHEO_BLOB_CHUNK > s->o.blob_bytes_max)
+		return send_end(s);
+	while (s->hpos < s->nhave) {
+		const uint8_t *h = s->have_h + s->hpos * KHEO_ID_SIZE;
+		uint64_t size = s->have_sz[s->hpos], idx;
+		kheo_msg m = { .type = KHEO_MSG_GET };
+
+		if (kheo__blob_next_missing(s->db, h, size, &idx) < 0)
+			return fail(s, "blobs: %s", kheo_errmsg(s->db));
+		if (idx * KHEO_BLOB_CHUNK >= size) {
+			s->hpos++; /* complete since */
+			continue;
+		}
+		memcpy(m.blob.hash, h, KHEO_ID_SIZE);
+		m.blob.index = idx;
+		memcpy(s->get_hash, h, KHEO_ID_SIZE);
+		s->get_idx = idx;
+		s->get_size = size;
+		s->get_waiting = 1;
+		return send_msg(s, &m);
+	}
+	if (s->wpos < s->nwant) {
+		kheo_msg m = { .type = KHEO_MSG_WANT };
+		uint8_t *hs;
+		size_t k = 0;
+
+		if (!(hs = kheo__calloc(KHEO_SYNC_WANT_MAX, KHEO_ID_SIZE)))
+			return fail(s, "out of memory");
+		s->wbatch = s->wpos;
+		while (s->wpos < s->nwant && k < KHEO_SYNC_WANT_MAX)
+			memcpy(hs + k++ * KHEO_ID_SIZE,
+				s->want[s->wpos++].hash, KHEO_ID_SIZE);
+		m.want.hashes = hs;
+		m.want.n = k;
+		s->want_waiting = 1;
+		k = (size_t)send_msg(s, &m);
+		kheo__free(hs);
+		return (int)k;
+	}
+	return send_end(s);
+}
+
+/* Once the peer's changesets are all in: what do our records in scope
+ * name that we lack?  Those, in priority order, one hash once. */
+static int start_blobs(kheo_session *s)
+{
+	kheo_blob_ref *v;
+	size_t n, i, k = 0;
+
+	if (s->blobs_started)
+		return KHEO_OK;
+	s->blobs_started = 1;
+	if (kheo__blob_named(s->db, keep_in_scope, s, &v, &n) < 0)
+		return fail(s, "blobs: %s", kheo_errmsg(s->db));
+	for (i = 0; i < n; i++) {
+		int complete = 0;
+		size_t j;
+
+		if (kheo__blob_state(s->db, v[i].hash, NULL, NULL,
+			    &complete) == KHEO_OK && complete)
+			continue;
+		for (j = 0; j < k; j++)
+			if (memcmp(v[j].hash, v[i].hash, KHEO_ID_SIZE) == 0)
+				break;
+		if (j < k)
+			continue;
+		v[k++] = v[i];
+	}
+	s->want = v;
+	s->nwant = k;
+	if (s->o.no_blobs) {
+		s->st.blobs_left = k;
+		return send_end(s);
+	}
+	return blob_next(s);
+}
+
+/* Blobs our records in scope name, sorted (what we may serve). */
+static int build_served(kheo_session *s)
+{
+	kheo_blob_ref *v;
+	size_t n, i;
+
+	if (s->served_ready)
+		return KHEO_OK;
+	if (kheo__blob_named(s->db, keep_in_scope, s, &v, &n) < 0)
+		return fail(s, "blobs: %s", kheo_errmsg(s->db));
+	kheo__free(s->served);
+	s->served = NULL;
+	s->nserved = 0;
+	if (n && !(s->served = kheo__calloc(n, KHEO_ID_SIZE))) {
+		kheo__free(v);
+		return fail(s, "out of memory");
+	}
+	for (i = 0; i < n; i++)
+		memcpy(s->served + i * KHEO_ID_SIZE, v[i].hash, KHEO_ID_SIZE);
+	kheo__free(v);
+	if (n)
+		qsort(s->served, n, KHEO_ID_SIZE, hash_cmp);
+	s->nserved = n;
+	s->served_ready = 1;
+	return KHEO_OK;
+}
+
+/* 1 when we may serve blob h: named in scope here, and complete. */
+static int may_serve(kheo_session *s, const uint8_t *h, uint64_t *size)
+{
+	int complete = 0;
+
+	if (!s->nserved ||
+	    !bsearch(h, s->served, s->nserved, KHEO_ID_SIZE, hash_cmp))
+		return 0;
+	return kheo__blob_state(s->db, h, size, NULL, &complete) == KHEO_OK &&
+	       complete;
+}
+
+static int on_want(kheo_session *s, const kheo_msg *m)
+{
+	kheo_msg r = { .type = KHEO_MSG_HAVE };
+	uint8_t *hs;
+	uint64_t *sz;
+	size_t i, k = 0;
+	int err;
+
+	if (!s->done_sent)
+		return refuse(s, "WANT out of turn");
+	if ((err = build_served(s)) < 0)
+		return err;
+	hs = kheo__calloc(m->want.n, KHEO_ID_SIZE);
+	sz = kheo__calloc(m->want.n, sizeof(*sz));
+	if (!hs || !sz) {
+		kheo__free(hs);
+		kheo__free(sz);
+		return fail(s, "out of memory");
+	}
+	for (i = 0; i < m->want.n; i++) {
+		const uint8_t *h = m->want.hashes + i * KHEO_ID_SIZE;
+
+		if (may_serve(s, h, &sz[k]))
+			memcpy(hs + k++ * KHEO_ID_SIZE, h, KHEO_ID_SIZE);
+	}
+	r.want.hashes = hs;
+	r.want.sizes = sz;
+	r.want.n = k;
+	err = send_msg(s, &r);
+	kheo__free(hs);
+	kheo__free(sz);
+	return err;
+}
+
+static int on_have(kheo_session *s, const kheo_msg *m)
+{
+	size_t i, j;
+
+	if (!s->want_waiting)
+		return refuse(s, "HAVE out of turn");
+	/* only what we asked for in the WANT out */
+	for (i = 0; i < m->want.n; i++) {
+		for (j = s->wbatch; j < s->wpos; j++)
+			if (memcmp(s->want[j].hash, m->want.hashes +
+				    i * KHEO_ID_SIZE, KHEO_ID_SIZE) == 0)
+				break;
+		if (j == s->wpos)
+			return refuse(s, "HAVE names a blob we did not ask for");
+	}
+	kheo__free(s->have_h);
+	kheo__free(s->have_sz);
+	s->have_h = NULL;
+	s->have_sz = NULL;
+	if (m->want.n &&
+	    (!(s->have_h = kheo__calloc(m->want.n, KHEO_ID_SIZE)) ||
+		    !(s->have_sz = kheo__calloc(m->want.n, sizeof(uint64_t)))))
+		return fail(s, "out of memory");
+	if (m->want.n) {
+		memcpy(s->have_h, m->want.hashes, m->want.n * KHEO_ID_SIZE);
+		memcpy(s->have_sz, m->want.sizes,
+			m->want.n * sizeof(uint64_t));
+	}
+	s->nhave = m->want.n;
+	s->hpos = 0;
+	s->want_waiting = 0;
+	return blob_next(s);
+}
+
+static int on_get(kheo_session *s, const kheo_msg *m)
+{
+	kheo_msg r = { .type = KHEO_MSG_CHUNK };
+	uint64_t size = 0;
+	int err;
+
+	if (!s->done_sent)
+		return refuse(s, "GET out of turn");
+	if ((err = build_served(s)) < 0)
+		return err;
+	memcpy(r.blob.hash, m->blob.hash, KHEO_ID_SIZE);
+	if (!may_serve(s, m->blob.hash, &size) ||
+	    kheo__blob_chunk_read(s->db, m->blob.hash, m->blob.index,
+		    &s->bdata, &r.blob.z, r.blob.chash, &size) < 0) {
+		/* gone since, or damaged here: the peer goes on without it */
+		r.type = KHEO_MSG_LACK;
+		return send_msg(s, &r);
+	}
+	r.blob.index = m->blob.index;
+	r.blob.size = size;
+	r.blob.p = s->bdata.p;
+	r.blob.n = s->bdata.len;
+	s->st.blob_chunks_out++;
+	s->st.blob_bytes_out += s->bdata.len;
+	return send_msg(s, &r);
+}
+
+static int on_chunk(kheo_session *s, const kheo_msg *m)
+{
+	int completed = 0, err;
+
+	if (!s->get_waiting ||
+	    memcmp(m->blob.hash, s->get_hash, KHEO_ID_SIZE) != 0 ||
+	    m->blob.index != s->get_idx || m->blob.size != s->get_size) {
+		char hex[2 * KHEO_ID_SIZE + 1];
+
+		kheo_hex(hex, m->blob.hash, KHEO_ID_SIZE);
+		return refuse(s, "chunk %llu of blob %.16s… not asked for",
+			(unsigned long long)m->blob.index, hex);
+	}
+	s->get_waiting = 0;
+	s->st.blob_chunks_in++;
+	s->st.blob_bytes_in += m->blob.n;
+	s->blob_fetched += m->blob.n;
+	err = kheo__blob_receive(s->db, m->blob.hash, m->blob.size,
+		m->blob.index, m->blob.z, m->blob.chash, m->blob.p, m->blob.n,
+		&completed);
+	if (err == KHEO_ENOMEM || err == KHEO_EIO || err == KHEO_ERROR)
+		return fail(s, "blobs: %s", kheo_errmsg(s->db));
+	if (err < 0) {
+		/* refused (does not verify): nothing of it kept; go on with
+		 * the others, and say so */
+		s->st.blobs_refused++;
+		snprintf(s->st.blob_error, sizeof(s->st.blob_error), "%s",
+			kheo_errmsg(s->db));
+		s->hpos++;
+	} else if (completed) {
+		s->st.blobs_completed++;
+		s->hpos++;
+	}
+	return blob_next(s);
+}
+
+static int on_lack(kheo_session *s, const kheo_msg *m)
+{
+	if (!s->get_waiting ||
+	    memcmp(m->blob.hash, s->get_hash, KHEO_ID_SIZE) != 0)
+		return refuse(s, "LACK out of turn");
+	s->get_waiting = 0;
+	s->hpos++;
+	return blob_next(s);
+}
+
 /* The narrower of two scopes when one holds the other; -1 if disjoint. */
 static int session_scope(char out[KHEO_UNIT_MAX + 1], const char *a,
 	const char *b)
@@ -549,7 +871,11 @@ static int on_hello(kheo_session *s, const kheo_msg *m)
 	s->state = KHEO_SESSION_SYNCING;
 	if (s->in_sync) {
 		s->heads_got = 1;
-		return send_next(s); /* nothing queued: DONE */
+		/* nothing queued: DONE; and the peer sends no changesets, so
+		 * the blobs may start at once */
+		if ((err = send_next(s)) < 0)
+			return err;
+		return start_blobs(s);
 	}
 	return send_heads(s);
 }
@@ -645,6 +971,7 @@ static int on_frames(kheo_session *s, const kheo_msg *m)
 		if (err < 0)
 			return fail(s, "apply: %s", kheo_errmsg(s->db));
 	}
+	s->served_ready = 0; /* records came: what we name may have grown */
 	s->st.received += m->frames.n;
 	s->st.apply.applied += st.applied;
 	s->st.apply.held += st.held;
@@ -720,7 +1047,8 @@ static void note_peer(kheo_session *s)
 static void maybe_done(kheo_session *s)
 {
 	if (s->state == KHEO_SESSION_SYNCING && s->done_sent && s->done_got &&
-	    !s->awaiting_ack) {
+	    !s->awaiting_ack && s->end_sent && s->end_got &&
+	    !s->want_waiting && !s->get_waiting) {
 		s->state = KHEO_SESSION_DONE;
 		note_peer(s);
 	}
@@ -770,10 +1098,34 @@ static int on_message(kheo_session *s, const uint8_t *p, size_t n,
 		err = on_ack(s, &m);
 		break;
 	case KHEO_MSG_DONE:
-		if (!s->hello_got || (!s->heads_got && !s->in_sync))
+		if (!s->hello_got || (!s->heads_got && !s->in_sync) ||
+		    s->done_got)
 			err = refuse(s, "DONE out of turn");
-		else
+		else {
 			s->done_got = 1;
+			err = start_blobs(s);
+		}
+		break;
+	case KHEO_MSG_WANT:
+		err = on_want(s, &m);
+		break;
+	case KHEO_MSG_HAVE:
+		err = on_have(s, &m);
+		break;
+	case KHEO_MSG_GET:
+		err = on_get(s, &m);
+		break;
+	case KHEO_MSG_CHUNK:
+		err = on_chunk(s, &m);
+		break;
+	case KHEO_MSG_LACK:
+		err = on_lack(s, &m);
+		break;
+	case KHEO_MSG_END:
+		if (s->end_got || !s->done_sent)
+			err = refuse(s, "END out of turn");
+		else
+			s->end_got = 1;
 		break;
 	case KHEO_MSG_REFUSE:
 		err = fail(s, "the peer refused: %s", m.refuse);
@@ -889,6 +1241,11 @@ KHEO_EXTERN void kheo_session_free(kheo_session *s)
 	kheo__channel_free(&s->ch);
 	kheo__free(s->peer_heads);
 	kheo__free(s->queue);
+	kheo__free(s->want);
+	kheo__free(s->have_h);
+	kheo__free(s->have_sz);
+	kheo__free(s->served);
+	kheo_buf_free(&s->bdata);
 	kheo_buf_free(&s->msg);
 	kheo_buf_free(&s->raw);
 	kheo_buf_free(&s->frames);

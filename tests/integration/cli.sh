@@ -420,7 +420,7 @@ import sys
 b = bytearray(open("new.khb", "rb").read())
 mid = bytearray(b); mid[len(b) // 2] ^= 0x20
 open("flip.khb", "wb").write(mid)
-ver = bytearray(b); ver[3] = 0x02
+ver = bytearray(b); ver[3] = 0x03
 open("version.khb", "wb").write(ver)
 sig = bytearray(b); sig[-1] ^= 0x01
 open("badsig.khb", "wb").write(sig)

@@ -1,0 +1,842 @@
+/*
+ * test_blob.c - attachments: the blob store (client-core/src/blob.c), its
+ * sync messages (proto/msg.c) and blobs in sync sessions, on real nodes in
+ * one process; the session bytes are carried by the test, which cuts them.
+ *
+ * Issue 8's tests: a 20 MB set of photos from device to hub to province
+ * with the link cut every few chunks (at least 30 cuts each hop), every
+ * blob intact and at most one chunk re-sent per cut, measured; a chunk
+ * with flipped bytes, a blob whose whole does not hash to its name, a
+ * chunk for a blob no record names, a chunk above the limit: refused,
+ * with a clear error, nothing stored; a --no-blobs device sees the
+ * records and lists their blobs as missing.
+ */
+#include "nodes.h"
+#include "proto.h"
+#include "internal.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROVINCE "dak-nong"
+#define DISTRICT "dak-nong/cu-jut"
+#define COMMUNE "dak-nong/cu-jut/ea-po"
+#define MB (1024u * 1024)
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_cleanup();
+	return 0;
+}
+
+static void enroll(test_node *issuer, test_node *n, const char *role,
+	const char *unit)
+{
+	char *req, *cert, *text, root[65];
+	json_t *o;
+
+	if (kheo_id_json(issuer->db, &text) < 0)
+		fail_msg("id: %s", kheo_errmsg(issuer->db));
+	o = json_loads(text, 0, NULL);
+	snprintf(root, sizeof(root), "%s",
+		json_string_value(json_object_get(o, "root")));
+	json_decref(o);
+	kheo_free(text);
+	if (kheo_enroll_request(n->db, &req) < 0 ||
+	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
+	    kheo_enroll_accept(n->db, cert, root) < 0)
+		fail_msg("enrol: %s / %s", kheo_errmsg(n->db),
+			kheo_errmsg(issuer->db));
+	kheo_free(req);
+	kheo_free(cert);
+}
+
+static void tiers(test_node *p, test_node *h, test_node *d)
+{
+	node_make(p, "p", PROVINCE, KHEO_NODE_PROVINCE);
+	node_make(h, "h", DISTRICT, KHEO_NODE_HUB);
+	enroll(p, h, "hub", DISTRICT);
+	node_make(d, "d", COMMUNE, KHEO_NODE_DEVICE);
+	enroll(h, d, "collector", COMMUNE);
+}
+
+typedef struct link {
+	uint64_t bytes;
+	size_t cut_after;   /* 0: never */
+	int cut;            /* the link was cut */
+} link;
+
+typedef struct sopts {
+	int client_no_blobs, server_no_blobs;
+	uint64_t server_blob_max;
+} sopts;
+
+/* A session from client c to server s; stats of both; the client's end. */
+static kheo_session_state run(test_node *c, test_node *s, link *l,
+	const sopts *opt, kheo_session_stats *cst, kheo_session_stats *sst)
+{
+	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session *a, *b;
+	kheo_session_state sa;
+	int rounds;
+
+	co.initiator = 1;
+	if (opt) {
+		co.no_blobs = opt->client_no_blobs;
+		so.no_blobs = opt->server_no_blobs;
+		so.blob_bytes_max = opt->server_blob_max;
+	}
+	if (kheo_session_new(&a, c->db, &co) < 0)
+		fail_msg("client session: %s", kheo_errmsg(c->db));
+	if (kheo_session_new(&b, s->db, &so) < 0)
+		fail_msg("server session: %s", kheo_errmsg(s->db));
+	l->cut = 0;
+	for (rounds = 0; rounds < 1000000; rounds++) {
+		int moved = 0, side;
+
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? b : a, *to = side ? a : b;
+			const uint8_t *p;
+			size_t n;
+
+			kheo_session_output(from, &p, &n);
+			if (!n)
+				continue;
+			if (l->cut_after && l->bytes + n > l->cut_after)
+				n = (size_t)(l->cut_after - l->bytes);
+			if (n) {
+				uint8_t *copy = malloc(n);
+
+				memcpy(copy, p, n);
+				kheo_session_sent(from, n);
+				l->bytes += n;
+				kheo_session_input(to, copy, n);
+				free(copy);
+				moved = 1;
+			}
+			if (l->cut_after && l->bytes >= l->cut_after) {
+				l->cut = 1;
+				goto out;
+			}
+		}
+		if (!moved)
+			break;
+	}
+out:
+	sa = kheo_session_status(a, cst);
+	kheo_session_status(b, sst);
+	if (!l->cut && (sa != KHEO_SESSION_DONE ||
+			       kheo_session_status(b, NULL) !=
+				       KHEO_SESSION_DONE))
+		fail_msg("session: %s / %s", kheo_session_error(a),
+			kheo_session_error(b));
+	kheo_session_free(a);
+	kheo_session_free(b);
+	return sa;
+}
+
+/* n bytes that look like a JPEG and do not compress. */
+static uint8_t *photo(size_t n, unsigned seed)
+{
+	uint8_t *p = malloc(n), key[32] = { 0 };
+
+	key[0] = (uint8_t)seed;
+	key[1] = (uint8_t)(seed >> 8);
+	randombytes_buf_deterministic(p, n, key);
+	p[0] = 0xff;
+	p[1] = 0xd8;
+	p[2] = 0xff;
+	return p;
+}
+
+static void write_file(const char *path, const uint8_t *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0)
+		fail_msg("write %s", path);
+}
+
+static uint8_t *read_back(test_node *n, const char *hash, size_t *len)
+{
+	char path[600];
+	uint8_t *p;
+	FILE *f;
+	long sz;
+
+	snprintf(path, sizeof(path), "%s/out.bin", test_scratch());
+	if (kheo_blob_get(n->db, hash, path, NULL) < 0)
+		fail_msg("blob get %s: %s", hash, kheo_errmsg(n->db));
+	f = fopen(path, "rb");
+	fseek(f, 0, SEEK_END);
+	sz = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	p = malloc((size_t)sz + 1);
+	if (fread(p, 1, (size_t)sz, f) != (size_t)sz)
+		fail_msg("read back");
+	fclose(f);
+	*len = (size_t)sz;
+	return p;
+}
+
+/* Attach n bytes (made by photo(n, seed)) to field of record id. */
+static void attach(test_node *d, const char *id, const char *field,
+	size_t n, unsigned seed, char hash[65])
+{
+	char path[600];
+	uint8_t *p = photo(n, seed);
+	kheo_blob_info info;
+
+	snprintf(path, sizeof(path), "%s/in-%u.jpg", test_scratch(), seed);
+	write_file(path, p, n);
+	free(p);
+	if (kheo_attach(d->db, "model", id, field, path, NULL, &info) < 0)
+		fail_msg("attach: %s", kheo_errmsg(d->db));
+	assert_int_equal(info.size, n);
+	assert_string_equal(info.type, "jpeg");
+	snprintf(hash, 65, "%s", info.hash);
+}
+
+static size_t missing_count(test_node *n)
+{
+	char *text;
+	json_t *a;
+	size_t k;
+
+	if (kheo_blob_missing_json(n->db, &text) < 0)
+		fail_msg("missing: %s", kheo_errmsg(n->db));
+	a = json_loads(text, 0, NULL);
+	k = json_array_size(a);
+	json_decref(a);
+	kheo_free(text);
+	return k;
+}
+
+static int complete_here(test_node *n, const char *hex)
+{
+	uint8_t h[32];
+	int complete = 0;
+
+	kheo_unhex(h, 32, hex, 64);
+	return kheo__blob_state(n->db, h, NULL, NULL, &complete) == KHEO_OK &&
+	       complete;
+}
+
+static int held_here(test_node *n, const char *hex)
+{
+	uint8_t h[32];
+
+	kheo_unhex(h, 32, hex, 64);
+	return kheo__blob_state(n->db, h, NULL, NULL, NULL) == KHEO_OK;
+}
+
+/* Files under n's blobs folder for hash hex (chunk files). */
+static int files_of(test_node *n, const char *hex)
+{
+	char path[700];
+	struct dirent *e;
+	DIR *dir;
+	int k = 0;
+
+	snprintf(path, sizeof(path), "%s/blobs/%.2s/%s", n->dir, hex, hex);
+	if (!(dir = opendir(path)))
+		return 0;
+	while ((e = readdir(dir)))
+		k += e->d_name[0] != '.';
+	closedir(dir);
+	return k;
+}
+
+/* --------------------------------------------------------------- store */
+
+static void attach_checks_type_size_and_field(void **state)
+{
+	test_node d;
+	char id[KHEO_RECORD_HEX + 1], path[600], hash[65];
+	kheo_attach_options o = KHEO_ATTACH_OPTIONS_INIT;
+	kheo_blob_info info;
+	uint8_t *p;
+	size_t n;
+	json_t *r;
+
+	(void)state;
+	node_make(&d, "d", COMMUNE, KHEO_NODE_DEVICE);
+	node_put(&d, id, "model", "name=Vườn cà phê", "unit=" COMMUNE, NULL);
+	/* not a JPEG, PNG, PDF or WebP */
+	snprintf(path, sizeof(path), "%s/notes.txt", test_scratch());
+	write_file(path, (const uint8_t *)"just text", 9);
+	assert_int_equal(kheo_attach(d.db, "model", id, "photos", path, NULL,
+				 NULL), KHEO_EINVAL);
+	assert_non_null(strstr(kheo_errmsg(d.db), "not a JPEG, PNG, PDF"));
+	/* above the cap */
+	p = photo(300000, 1);
+	snprintf(path, sizeof(path), "%s/big.jpg", test_scratch());
+	write_file(path, p, 300000);
+	o.max_bytes = 200000;
+	assert_int_equal(kheo_attach(d.db, "model", id, "photos", path, &o,
+				 NULL), KHEO_ELIMIT);
+	assert_non_null(strstr(kheo_errmsg(d.db), "above the limit"));
+	/* not a hash field */
+	assert_int_equal(kheo_attach(d.db, "model", id, "name", path, NULL,
+				 NULL), KHEO_EINVAL);
+	assert_non_null(strstr(kheo_errmsg(d.db), "not an attachment field"));
+	assert_int_equal(missing_count(&d), 0);
+	/* accepted: into the set, and as the decision scan */
+	assert_int_equal(kheo_attach(d.db, "model", id, "photos", path, NULL,
+				 &info), KHEO_OK);
+	assert_int_equal(info.chunks, (300000 + KHEO_BLOB_CHUNK - 1) /
+					      KHEO_BLOB_CHUNK);
+	/* a JPEG does not shrink: stored as it is */
+	assert_int_equal(info.stored, 300000);
+	snprintf(hash, sizeof(hash), "%s", info.hash);
+	r = node_get(&d, "model", id);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(r,
+				    "photos"), 0)), hash);
+	json_decref(r);
+	{
+		uint8_t *back = read_back(&d, hash, &n);
+
+		assert_int_equal(n, 300000);
+		assert_memory_equal(back, p, n);
+		free(back);
+	}
+	free(p);
+	/* a PDF of text shrinks: its chunks are stored compressed */
+	{
+		size_t len = 200000, i;
+		uint8_t *pdf = malloc(len);
+
+		memcpy(pdf, "%PDF-1.4\n", 9);
+		for (i = 9; i < len; i++)
+			pdf[i] = "Quyết định công nhận "[i % 20];
+		snprintf(path, sizeof(path), "%s/scan.pdf", test_scratch());
+		write_file(path, pdf, len);
+		assert_int_equal(kheo_attach(d.db, "model", id,
+					 "decision_scan", path, NULL, &info),
+			KHEO_OK);
+		assert_string_equal(info.type, "pdf");
+		assert_true(info.stored < len / 10);
+		free(pdf);
+	}
+	node_close(&d);
+}
+
+/*
+ * The four refusals, through the one door every chunk from a peer or a
+ * bundle goes through (kheo__blob_receive): nothing stored, no file left,
+ * a message that says what was wrong.
+ */
+static void bad_chunks_are_refused_and_nothing_stored(void **state)
+{
+	test_node p, h, d;
+	link l = { 0 };
+	sopts none = { 0, 1, 0 };
+	char id[KHEO_RECORD_HEX + 1], a[65], b[65];
+	uint8_t ha[32], hb[32], chash[32], bogus[32];
+	kheo_buf data = { 0 };
+	uint64_t size, i, n;
+	int z, completed;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 200000, 11, a);
+	attach(&d, id, "photos", 200000, 12, b);
+	/* the hub gets the record, not the blobs */
+	run(&d, &h, &l, &none, NULL, NULL);
+	kheo_unhex(ha, 32, a, 64);
+	kheo_unhex(hb, 32, b, 64);
+	assert_false(held_here(&h, a));
+	assert_int_equal(missing_count(&h), 2);
+
+	/* 1. a chunk with flipped bytes */
+	if (kheo__blob_chunk_read(d.db, ha, 1, &data, &z, chash, &size) < 0)
+		fail_msg("%s", kheo_errmsg(d.db));
+	data.p[100] ^= 0x20;
+	assert_int_equal(kheo__blob_receive(h.db, ha, size, 1, z, chash,
+				 data.p, data.len, &completed),
+		KHEO_ECORRUPT);
+	assert_non_null(strstr(kheo_errmsg(h.db), "do not match its hash"));
+	assert_false(complete_here(&h, a));
+
+	/* 2. a chunk above the limit (and a stored chunk of the wrong
+	 * length) */
+	{
+		uint8_t *big = calloc(1, KHEO_BLOB_CHUNK + 1);
+
+		crypto_generichash(chash, 32, big, KHEO_BLOB_CHUNK + 1, NULL,
+			0);
+		assert_int_equal(kheo__blob_receive(h.db, hb, 200000, 0, 0,
+					 chash, big, KHEO_BLOB_CHUNK + 1,
+					 &completed),
+			KHEO_ELIMIT);
+		assert_non_null(strstr(kheo_errmsg(h.db), "above the limit"));
+		free(big);
+	}
+
+	/* 3. a chunk for a blob no record names */
+	memset(bogus, 0x5a, sizeof(bogus));
+	if (kheo__blob_chunk_read(d.db, ha, 0, &data, &z, chash, &size) < 0)
+		fail_msg("%s", kheo_errmsg(d.db));
+	assert_int_equal(kheo__blob_receive(h.db, bogus, size, 0, z, chash,
+				 data.p, data.len, &completed),
+		KHEO_EINVAL);
+	assert_non_null(strstr(kheo_errmsg(h.db), "no record here names it"));
+	{
+		char bx[65];
+
+		kheo_hex(bx, bogus, 32);
+		assert_false(held_here(&h, bx));
+		assert_int_equal(files_of(&h, bx), 0);
+	}
+
+	/* 4. a blob whose hash does not match: a's chunks, each sound, sent
+	 * as b (same size) — refused when the last one comes, and what came
+	 * before it goes too */
+	n = (200000 + KHEO_BLOB_CHUNK - 1) / KHEO_BLOB_CHUNK;
+	for (i = 0; i < n; i++) {
+		int err;
+
+		if (kheo__blob_chunk_read(d.db, ha, i, &data, &z, chash,
+			    &size) < 0)
+			fail_msg("%s", kheo_errmsg(d.db));
+		err = kheo__blob_receive(h.db, hb, size, i, z, chash, data.p,
+			data.len, &completed);
+		if (i + 1 < n) {
+			assert_int_equal(err, KHEO_OK);
+			assert_true(held_here(&h, b));
+		} else {
+			assert_int_equal(err, KHEO_ECORRUPT);
+			assert_non_null(strstr(kheo_errmsg(h.db),
+				"do not hash to its name"));
+		}
+	}
+	assert_false(held_here(&h, b));
+	assert_int_equal(files_of(&h, b), 0);
+	kheo_buf_free(&data);
+
+	/* and after all that, a clean sync brings both, intact */
+	memset(&l, 0, sizeof(l));
+	run(&d, &h, &l, NULL, NULL, NULL);
+	assert_true(complete_here(&h, a));
+	assert_true(complete_here(&h, b));
+	assert_int_equal(missing_count(&h), 0);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* A damaged chunk on the sender's disk: the receiver refuses that blob,
+ * says why, keeps nothing of it, and still takes the others. */
+static void damaged_chunk_in_a_session_is_refused(void **state)
+{
+	test_node p, h, d;
+	link l = { 0 };
+	kheo_session_stats cs, ss;
+	char id[KHEO_RECORD_HEX + 1], a[65], b[65], path[800];
+	FILE *f;
+	int c;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 150000, 21, a);
+	attach(&d, id, "photos", 150000, 22, b);
+	snprintf(path, sizeof(path), "%s/blobs/%.2s/%s/1", d.dir, a, a);
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	fseek(f, 500, SEEK_SET);
+	c = fgetc(f);
+	fseek(f, 500, SEEK_SET);
+	fputc(c ^ 1, f);
+	fclose(f);
+	run(&d, &h, &l, NULL, &cs, &ss);
+	assert_int_equal(ss.blobs_refused, 1);
+	assert_non_null(strstr(ss.blob_error, "do not match its hash"));
+	assert_int_equal(ss.blobs_completed, 1);
+	assert_true(complete_here(&h, b));
+	assert_false(complete_here(&h, a));
+	assert_int_equal(missing_count(&h), 1);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* ---------------------------------------------------------------- sync */
+
+/*
+ * 20 MB of photos, device -> hub -> province, the link cut every few
+ * chunks: at least 30 cuts on each hop, every blob intact at the
+ * province, and what was sent beyond the blobs' stored bytes at most one
+ * chunk per cut.
+ */
+static void twenty_megabytes_of_photos_survive_cuts(void **state)
+{
+	enum { NREC = 8, PER = 5 };
+	test_node p, h, d;
+	char ids[NREC][KHEO_RECORD_HEX + 1], hashes[NREC * PER][65];
+	size_t sizes[NREC * PER];
+	uint64_t total = 0;
+	int r, k, hop;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	for (r = 0; r < NREC; r++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "name=Mô hình %d", r);
+		node_put(&d, ids[r], "model", name, "unit=" COMMUNE, NULL);
+		for (k = 0; k < PER; k++) {
+			int i = r * PER + k;
+
+			/* 500 KB each, uneven so last chunks differ */
+			sizes[i] = 500000 + (size_t)i * 1237;
+			total += sizes[i];
+			attach(&d, ids[r], "photos", sizes[i],
+				100 + (unsigned)i, hashes[i]);
+		}
+	}
+	assert_true(total >= 20u * 1000 * 1000);
+	for (hop = 0; hop < 2; hop++) {
+		test_node *from = hop ? &h : &d, *to = hop ? &p : &h;
+		uint64_t sent = 0;
+		int cuts = 0, sessions = 0;
+
+		while (missing_count(to) > 0 || sessions == 0) {
+			kheo_session_stats cs, ss;
+			link l = { 0 };
+
+			/* a cut after about two and a half chunks of blob
+			 * data, never at the same place */
+			l.cut_after = 165000 + (size_t)(sessions * 7919) % 9000;
+			run(from, to, &l, NULL, &cs, &ss);
+			sent += cs.blob_bytes_out;
+			cuts += l.cut;
+			sessions++;
+			assert_true(sessions < 1000);
+		}
+		/* every chunk arrived whole; what went more than once is at
+		 * most one chunk per cut */
+		print_message("hop %d: %d sessions, %d cuts, %llu blob bytes "
+			      "sent for %llu, %llu re-sent (%.2f chunks/cut)\n",
+			hop, sessions, cuts, (unsigned long long)sent,
+			(unsigned long long)total,
+			(unsigned long long)(sent - total),
+			cuts ? (double)(sent - total) / KHEO_BLOB_CHUNK / cuts
+			     : 0.0);
+		assert_true(cuts >= 30);
+		assert_true(sent >= total);
+		assert_true(sent - total <= (uint64_t)cuts * KHEO_BLOB_CHUNK);
+	}
+	for (k = 0; k < NREC * PER; k++) {
+		size_t n;
+		uint8_t *back = read_back(&p, hashes[k], &n),
+			*orig = photo(sizes[k], 100 + (unsigned)k);
+
+		assert_int_equal(n, sizes[k]);
+		assert_memory_equal(back, orig, n);
+		free(back);
+		free(orig);
+	}
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* A device that syncs with no_blobs sees the records and lists their
+ * blobs as missing; a later sync without it fetches them. */
+static void no_blobs_device_sees_metadata_and_lists_missing(void **state)
+{
+	test_node p, h, d, d2;
+	link l = { 0 };
+	sopts nb = { 1, 0, 0 };
+	kheo_session_stats cs, ss;
+	char id[KHEO_RECORD_HEX + 1], a[65], scan[65];
+	json_t *rec;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_make(&d2, "d2", COMMUNE, KHEO_NODE_DEVICE);
+	enroll(&h, &d2, "collector", COMMUNE);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 100000, 31, a);
+	attach(&d, id, "decision_scan", 90000, 32, scan);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	assert_int_equal(missing_count(&h), 0);
+	memset(&l, 0, sizeof(l));
+	run(&d2, &h, &l, &nb, &cs, &ss);
+	assert_int_equal(cs.blob_chunks_in, 0);
+	assert_int_equal(cs.blobs_left, 2);
+	rec = node_get(&d2, "model", id);
+	assert_string_equal(json_string_value(json_object_get(rec,
+				    "decision_scan")), scan);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(rec,
+				    "photos"), 0)), a);
+	json_decref(rec);
+	assert_int_equal(missing_count(&d2), 2);
+	assert_false(held_here(&d2, a));
+	assert_int_equal(kheo_blob_get(d2.db, a, "/nonexistent/x", NULL),
+		KHEO_ENOTFOUND);
+	assert_non_null(strstr(kheo_errmsg(d2.db), "not here"));
+	memset(&l, 0, sizeof(l));
+	run(&d2, &h, &l, NULL, &cs, &ss);
+	assert_int_equal(missing_count(&d2), 0);
+	assert_int_equal(cs.blobs_completed, 2);
+	node_close(&d2);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* The hub caps what a device may push per session; decision scans come
+ * before photos; the rest comes at the next sessions. */
+static void hub_caps_blob_bytes_and_scans_come_first(void **state)
+{
+	test_node p, h, d;
+	link l = { 0 };
+	sopts cap = { 0, 0, 3 * KHEO_BLOB_CHUNK };
+	kheo_session_stats cs, ss;
+	char id[KHEO_RECORD_HEX + 1], a[65], scan[65];
+	int sessions = 0;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 600000, 41, a);
+	attach(&d, id, "decision_scan", 150000, 42, scan);
+	run(&d, &h, &l, &cap, &cs, &ss);
+	/* the scan (3 chunks) first, and no more than the cap */
+	assert_true(complete_here(&h, scan));
+	assert_false(complete_here(&h, a));
+	assert_true(ss.blob_bytes_in <= 3 * KHEO_BLOB_CHUNK);
+	assert_int_equal(ss.blobs_left, 1);
+	while (missing_count(&h) > 0) {
+		memset(&l, 0, sizeof(l));
+		run(&d, &h, &l, &cap, &cs, &ss);
+		assert_true(ss.blob_bytes_in <= 3 * KHEO_BLOB_CHUNK);
+		assert_true(++sessions < 10);
+	}
+	assert_int_equal(sessions, 4); /* 10 chunks of photo, 3 a session */
+	assert_true(complete_here(&h, a));
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* Bundles carry blobs: all of them, or with --for those named by the
+ * records the bundle's changesets touch. */
+static void bundles_carry_blobs(void **state)
+{
+	test_node p, h, d;
+	kheo_bundle_stats st;
+	char id1[KHEO_RECORD_HEX + 1], id2[KHEO_RECORD_HEX + 1], a[65], b[65];
+	char path[600], hkey[65], *text;
+	json_t *o;
+	size_t n;
+	uint8_t *back, *orig;
+
+	(void)state;
+	tiers(&p, &h, &d);
+	node_put(&d, id1, "model", "name=Mô hình 1", "unit=" COMMUNE, NULL);
+	attach(&d, id1, "photos", 300000, 51, a);
+	snprintf(path, sizeof(path), "%s/one.khb", test_scratch());
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_create(d.db, path, NULL, &st) < 0)
+		fail_msg("bundle: %s", kheo_errmsg(d.db));
+	assert_int_equal(st.blobs, 1);
+	assert_int_equal(st.blob_chunks, 5);
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_apply(h.db, path, &st) < 0)
+		fail_msg("apply: %s", kheo_errmsg(h.db));
+	assert_int_equal(st.blobs_completed, 1);
+	assert_int_equal(st.blobs_refused, 0);
+	back = read_back(&h, a, &n);
+	orig = photo(300000, 51);
+	assert_int_equal(n, 300000);
+	assert_memory_equal(back, orig, n);
+	free(back);
+	free(orig);
+
+	/* the hub's bundle back tells the device what the hub holds; the
+	 * next one for the hub carries only the new record's blob */
+	snprintf(path, sizeof(path), "%s/back.khb", test_scratch());
+	if (kheo_bundle_create(h.db, path, NULL, NULL) < 0 ||
+	    kheo_bundle_apply(d.db, path, NULL) < 0)
+		fail_msg("bundle back: %s / %s", kheo_errmsg(h.db),
+			kheo_errmsg(d.db));
+	node_put(&d, id2, "model", "name=Mô hình 2", "unit=" COMMUNE, NULL);
+	attach(&d, id2, "decision_scan", 70000, 52, b);
+	if (kheo_id_json(h.db, &text) < 0)
+		fail_msg("id");
+	o = json_loads(text, 0, NULL);
+	snprintf(hkey, sizeof(hkey), "%s",
+		json_string_value(json_object_get(o, "key")));
+	json_decref(o);
+	kheo_free(text);
+	snprintf(path, sizeof(path), "%s/two.khb", test_scratch());
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_create(d.db, path, hkey, &st) < 0)
+		fail_msg("bundle: %s", kheo_errmsg(d.db));
+	assert_int_equal(st.blobs, 1);
+	assert_int_equal(st.blob_chunks, 2);
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_apply(h.db, path, &st) < 0)
+		fail_msg("apply: %s", kheo_errmsg(h.db));
+	assert_int_equal(st.blobs_completed, 1);
+	assert_true(complete_here(&h, b));
+	assert_int_equal(missing_count(&h), 0);
+
+	/* a bundle of chunks alone, for a blob no record at the province
+	 * names: refused, the apply says so, nothing kept */
+	{
+		kheo_bundle bb = { 0 }, *dec;
+		kheo_blob_chunk c;
+		kheo_buf data = { 0 }, file = { 0 };
+		uint8_t ha[32], sk[64];
+		kheo_refusal why;
+		FILE *f;
+
+		kheo_unhex(ha, 32, a, 64);
+		memset(&c, 0, sizeof(c));
+		if (kheo__blob_chunk_read(d.db, ha, 0, &data, &c.z, c.chash,
+			    &c.size) < 0)
+			fail_msg("%s", kheo_errmsg(d.db));
+		memcpy(c.hash, ha, 32);
+		c.p = data.p;
+		c.n = data.len;
+		crypto_sign_keypair(bb.sender, sk);
+		bb.chunks = &c;
+		bb.nchunks = 1;
+		assert_int_equal(kheo_bundle_encode(&file, &bb, sk), KHEO_OK);
+		assert_int_equal(file.p[3], 2);
+		assert_int_equal(kheo_bundle_decode(&dec, file.p, file.len,
+					 &why), KHEO_OK);
+		assert_int_equal(dec->nchunks, 1);
+		kheo_bundle_free(dec);
+		snprintf(path, sizeof(path), "%s/stray.khb", test_scratch());
+		f = fopen(path, "wb");
+		fwrite(file.p, 1, file.len, f);
+		fclose(f);
+		memset(&st, 0, sizeof(st));
+		assert_int_equal(kheo_bundle_apply(p.db, path, &st), KHEO_OK);
+		assert_int_equal(st.blobs_refused, 1);
+		assert_non_null(strstr(st.blob_error, "no record here names"));
+		assert_false(held_here(&p, a));
+		assert_int_equal(files_of(&p, a), 0);
+		kheo_buf_free(&data);
+		kheo_buf_free(&file);
+	}
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
+/* ------------------------------------------------------------- messages */
+
+static void blob_messages_round_trip_and_decode_strictly(void **state)
+{
+	uint8_t hs[64], data[100];
+	uint64_t sizes[2] = { 1, KHEO_SYNC_BLOB_SIZE_MAX };
+	kheo_refusal why;
+	kheo_buf b = { 0 };
+	kheo_msg m = { .type = KHEO_MSG_HAVE }, back;
+
+	(void)state;
+	memset(hs, 7, sizeof(hs));
+	memset(data, 9, sizeof(data));
+	m.want.hashes = hs;
+	m.want.sizes = sizes;
+	m.want.n = 2;
+	assert_int_equal(kheo_msg_encode(&b, &m), KHEO_OK);
+	assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why), KHEO_OK);
+	assert_int_equal(back.want.n, 2);
+	assert_int_equal(back.want.sizes[1], KHEO_SYNC_BLOB_SIZE_MAX);
+	kheo_msg_free(&back);
+
+	/* a WANT of nothing */
+	m = (kheo_msg){ .type = KHEO_MSG_WANT };
+	kheo_buf_reset(&b);
+	assert_int_equal(kheo_msg_encode(&b, &m), KHEO_OK);
+	assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why),
+		KHEO_EPROTO);
+
+	/* a CHUNK: the last one of a 100-byte blob; then its data too long,
+	 * its index past the end, unknown flags */
+	m = (kheo_msg){ .type = KHEO_MSG_CHUNK };
+	memcpy(m.blob.hash, hs, 32);
+	m.blob.size = 100;
+	m.blob.p = data;
+	m.blob.n = 100;
+	kheo_buf_reset(&b);
+	assert_int_equal(kheo_msg_encode(&b, &m), KHEO_OK);
+	assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why), KHEO_OK);
+	assert_int_equal(back.blob.n, 100);
+	kheo_msg_free(&back);
+	m.blob.size = 99;
+	kheo_buf_reset(&b);
+	kheo_msg_encode(&b, &m);
+	assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why),
+		KHEO_ELIMIT);
+	assert_int_equal(why.reason, KHEO_R_TOO_BIG);
+	assert_non_null(strstr(why.msg, "above the limit"));
+	m.blob.size = 100;
+	m.blob.index = 1;
+	kheo_buf_reset(&b);
+	kheo_msg_encode(&b, &m);
+	assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why),
+		KHEO_EPROTO);
+	m.blob.index = 0;
+	kheo_buf_reset(&b);
+	kheo_msg_encode(&b, &m);
+	b.p[1 + 32 + 1 + 1] = 2; /* flags */
+	assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why),
+		KHEO_EPROTO);
+	assert_int_equal(why.reason, KHEO_R_BAD_FLAGS);
+	/* a compressed chunk may not be above 64 KiB + 1 KiB */
+	{
+		uint8_t *big = calloc(1, KHEO_SYNC_BLOB_CHUNK +
+						 KHEO_SYNC_CHUNK_SLACK + 1);
+
+		m.blob.size = KHEO_SYNC_BLOB_CHUNK;
+		m.blob.z = 1;
+		m.blob.p = big;
+		m.blob.n = KHEO_SYNC_BLOB_CHUNK + KHEO_SYNC_CHUNK_SLACK + 1;
+		kheo_buf_reset(&b);
+		kheo_msg_encode(&b, &m);
+		assert_int_equal(kheo_msg_decode(&back, b.p, b.len, &why),
+			KHEO_ELIMIT);
+		free(big);
+	}
+	kheo_buf_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(blob_messages_round_trip_and_decode_strictly),
+		cmocka_unit_test_teardown(attach_checks_type_size_and_field,
+			teardown),
+		cmocka_unit_test_teardown(
+			bad_chunks_are_refused_and_nothing_stored, teardown),
+		cmocka_unit_test_teardown(
+			damaged_chunk_in_a_session_is_refused, teardown),
+		cmocka_unit_test_teardown(
+			no_blobs_device_sees_metadata_and_lists_missing,
+			teardown),
+		cmocka_unit_test_teardown(
+			hub_caps_blob_bytes_and_scans_come_first, teardown),
+		cmocka_unit_test_teardown(bundles_carry_blobs, teardown),
+		cmocka_unit_test_teardown(
+			twenty_megabytes_of_photos_survive_cuts, teardown),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests_name("blob", tests, NULL, NULL);
+}
