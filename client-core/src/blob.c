@@ -25,6 +25,7 @@
  * beyond the four formats by magic bytes.
  */
 #include "internal.h"
+#include "blob.h"
 #include "alloc.h"
 
 #include <dirent.h>
@@ -42,7 +43,10 @@
  * attaches, so a fast level; only text-like PDFs gain anything anyway */
 #define BLOB_LEVEL 3
 
-const char kheo__blob_sql[] =
+/* The store's tables, made on first use (every entry point below runs
+ * ensure()): stores made before blobs existed gain them without a format
+ * change, and a node that never attaches anything pays nothing. */
+static const char blob_sql[] =
 	"CREATE TABLE IF NOT EXISTS kheo_blob(hash BLOB PRIMARY KEY,"
 	" size INTEGER NOT NULL, chunks INTEGER NOT NULL,"
 	" have INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0,"
@@ -51,6 +55,11 @@ const char kheo__blob_sql[] =
 	"CREATE TABLE IF NOT EXISTS kheo_blob_chunk(hash BLOB NOT NULL,"
 	" idx INTEGER NOT NULL, zlen INTEGER NOT NULL, z INTEGER NOT NULL,"
 	" chash BLOB NOT NULL, PRIMARY KEY(hash, idx)) WITHOUT ROWID;";
+
+static int ensure(kheo_db *db)
+{
+	return kheo__exec(db, blob_sql);
+}
 
 static uint64_t nchunks(uint64_t size)
 {
@@ -245,7 +254,9 @@ static int blob_row(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 int kheo__blob_state(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	uint64_t *size, uint64_t *have, int *complete)
 {
-	return blob_row(db, h, size, have, complete);
+	int err = ensure(db);
+
+	return err < 0 ? err : blob_row(db, h, size, have, complete);
 }
 
 /* Unlink blob h's chunk files (the rows decide what is held: call this
@@ -322,6 +333,8 @@ int kheo__blob_chunk_read(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	int64_t zlen = 0;
 	int rc, err;
 
+	if ((err = ensure(db)) < 0)
+		return err;
 	rc = sqlite3_prepare_v2(db->sql, "SELECT c.zlen, c.z, c.chash, b.size"
 		" FROM kheo_blob_chunk c JOIN kheo_blob b USING (hash) WHERE"
 		" c.hash = ?1 AND c.idx = ?2", -1, &st, NULL);
@@ -468,6 +481,8 @@ static int put_chunk(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 
 	if (completed)
 		*completed = 0;
+	if ((err = ensure(db)) < 0)
+		return err;
 	kheo_hex(hex, h, KHEO_ID_SIZE);
 	if (size == 0 || size > KHEO_BLOB_SIZE_MAX)
 		return kheo__error(db, KHEO_ELIMIT, "blob %s: size %llu outside "
@@ -609,6 +624,8 @@ int kheo__blob_next_missing(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	int complete, err, rc;
 
 	*idx = 0;
+	if ((err = ensure(db)) < 0)
+		return err;
 	err = blob_row(db, h, &osize, &have, &complete);
 	if (err == KHEO_ENOTFOUND)
 		return KHEO_OK;
@@ -781,7 +798,8 @@ int kheo__blob_named(kheo_db *db,
 
 	*out = NULL;
 	*n = 0;
-	if (db->in_tx && (err = kheo__flush_dirty(db)) < 0)
+	if ((err = ensure(db)) < 0 ||
+	    (db->in_tx && (err = kheo__flush_dirty(db)) < 0))
 		return err;
 	if ((err = each_hash_field(db, collect_field, &c)) < 0) {
 		kheo__free(c.v);
@@ -826,6 +844,8 @@ static int add_bytes(kheo_db *db, const uint8_t *p, size_t n,
 	crypto_generichash(h, KHEO_ID_SIZE, p, n, NULL, 0);
 	if (info)
 		kheo_hex(info->hash, h, KHEO_ID_SIZE);
+	if ((err = ensure(db)) < 0)
+		return err;
 	err = blob_row(db, h, NULL, NULL, &complete);
 	if (err < 0 && err != KHEO_ENOTFOUND)
 		return err;
@@ -929,7 +949,7 @@ KHEO_EXTERN int kheo_blob_get(kheo_db *db, const char *hash,
 	int complete = 0, err, fd;
 
 	kheo__clear(db);
-	if ((err = parse_hash(db, hash, h)) < 0)
+	if ((err = parse_hash(db, hash, h)) < 0 || (err = ensure(db)) < 0)
 		return err;
 	err = blob_row(db, h, &size, &have, &complete);
 	if (err == KHEO_ENOTFOUND || (err == KHEO_OK && !complete))

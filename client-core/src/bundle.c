@@ -10,6 +10,7 @@
  * other branch of an equivocation is never thought to agree).
  */
 #include "internal.h"
+#include "blob.h"
 #include "alloc.h"
 
 #include <errno.h>

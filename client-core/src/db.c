@@ -702,8 +702,7 @@ static int sql_open(kheo_db *db, int create)
 				  "CREATE TEMP TABLE IF NOT EXISTS kheo_dirty("
 				  "rid BLOB PRIMARY KEY) WITHOUT ROWID;"
 				  "CREATE TEMP TABLE IF NOT EXISTS kheo_lock("
-				  "lo INTEGER NOT NULL, hi INTEGER NOT NULL);")) < 0 ||
-	    (err = kheo__exec(db, kheo__blob_sql)) < 0)
+				  "lo INTEGER NOT NULL, hi INTEGER NOT NULL);")) < 0)
 		return err;
 	return KHEO_OK;
 }

@@ -91,44 +91,6 @@ struct kheo_db {
 	int savepoints;         /* calls nested inside it (import batches) */
 };
 
-/* ---------------------------------------------------------------- blob.c */
-
-/* The blob store's tables (CREATE ... IF NOT EXISTS: older stores gain
- * them when opened). */
-extern const char kheo__blob_sql[];
-
-/* A blob a live record names: what sync fetches, in priority order. */
-typedef struct kheo_blob_ref {
-	uint8_t hash[KHEO_ID_SIZE];
-	const char *table, *field;   /* the schema's */
-	char id[KHEO_RECORD_HEX + 1];
-	char unit[KHEO_UNIT_MAX + 1];
-	uint64_t clock;              /* the record's creation */
-	int single;                  /* a single hash field (a decision scan) */
-} kheo_blob_ref;
-
-/* Every (blob, record, field) naming one, records in units `keep` accepts
- * (NULL: all): single fields first, then newest records.  *out is the
- * caller's (kheo__free). */
-int kheo__blob_named(kheo_db *db, int (*keep)(void *arg, const char *unit),
-	void *arg, kheo_blob_ref **out, size_t *n);
-/* 1 when a live record names blob h. */
-int kheo__blob_is_named(kheo_db *db, const uint8_t h[KHEO_ID_SIZE]);
-/* What is held of blob h; KHEO_ENOTFOUND when nothing. */
-int kheo__blob_state(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
-	uint64_t *size, uint64_t *have, int *complete);
-/* The first chunk of h (of `size` bytes) not held; chunks when complete. */
-int kheo__blob_next_missing(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
-	uint64_t size, uint64_t *idx);
-/* A chunk as stored (what a session or bundle sends). */
-int kheo__blob_chunk_read(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
-	uint64_t idx, kheo_buf *data, int *z, uint8_t chash[KHEO_ID_SIZE],
-	uint64_t *size);
-/* A chunk from a peer, checked and made durable (blob.c, put_chunk). */
-int kheo__blob_receive(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
-	uint64_t size, uint64_t idx, int z, const uint8_t chash[KHEO_ID_SIZE],
-	const uint8_t *data, size_t len, int *completed);
-
 /* ------------------------------------------------------------------ db.c */
 
 /* Set the handle's message and return code (never KHEO_OK). */

@@ -23,6 +23,7 @@
  * from what was made durable, re-sending at most the chunk in flight.
  */
 #include "internal.h"
+#include "blob.h"
 #include "alloc.h"
 
 #include <assert.h>

@@ -13,7 +13,7 @@
  */
 #include "nodes.h"
 #include "proto.h"
-#include "internal.h"
+#include "blob.h"
 
 #include <dirent.h>
 #include <jansson.h>
