@@ -992,6 +992,7 @@ int kheo__db_scratch_for(kheo_db **out, const kheo_open_options *opts,
 	/* in a file, a rebuild's memory is the page cache, whatever the
 	 * history; nothing in it needs to survive a crash */
 	if (file && (err = kheo__exec(s, "PRAGMA journal_mode=OFF;"
+				  "PRAGMA temp_store=MEMORY;"
 				  "PRAGMA synchronous=OFF;"
 				  "PRAGMA cache_size=-16384;")) < 0)
 		return err;
