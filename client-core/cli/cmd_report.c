@@ -284,6 +284,50 @@ static void print_csv(const report *r, FILE *f)
 
 /* ------------------------------------------------------------------- XLSX */
 
+/* With --list, a second sheet naming the overdue models. */
+static void xlsx_overdue(const report *r, lxw_workbook *wb, lxw_format *bold,
+	int en)
+{
+	json_t *list = json_object_get(r->root, "overdue_models"), *m;
+	static const char *const keys[] = { "unit_name", "name", "status",
+		"last_visit", "id" };
+	const char *head_vi[] = { "Đơn vị", "Tên mô hình", "Trạng thái",
+		"Lần kiểm tra, giám sát cuối", "Mã" };
+	const char *head_en[] = { "Unit", "Model", "Status",
+		"Last inspection or supervision", "Id" };
+	lxw_worksheet *ws;
+	size_t i, k;
+
+	if (!list)
+		return;
+	ws = workbook_add_worksheet(wb, en ? "No recent visit"
+					   : "Chưa kiểm tra");
+	for (k = 0; k < 5; k++) {
+		worksheet_write_string(ws, 0, (lxw_col_t)k,
+			en ? head_en[k] : head_vi[k], bold);
+		worksheet_set_column(ws, (lxw_col_t)k, (lxw_col_t)k,
+			k == 1 ? 48 : 24, NULL);
+	}
+	json_array_foreach(list, i, m) {
+		for (k = 0; k < 5; k++) {
+			json_t *v = json_object_get(m, keys[k]);
+
+			if (k == 0 && !json_is_string(v))
+				v = json_object_get(m, "unit");
+			if (k == 2)
+				v = json_object_get(m, "status_label");
+			if (json_is_string(v))
+				worksheet_write_string(ws, (lxw_row_t)(1 + i),
+					(lxw_col_t)k, json_string_value(v),
+					NULL);
+			else if (k == 3)
+				worksheet_write_string(ws, (lxw_row_t)(1 + i),
+					(lxw_col_t)k, en ? "never" : "chưa có",
+					NULL);
+		}
+	}
+}
+
 static int write_xlsx(const report *r, const char *path)
 {
 	size_t nby = json_array_size(r->by), nm = json_array_size(r->measures);
@@ -348,6 +392,7 @@ static int write_xlsx(const report *r, const char *path)
 					json_string_value(json_array_get(
 						r->measures, k)))), fmt);
 	}
+	xlsx_overdue(r, wb, bold, en);
 	if ((e = workbook_close(wb)) != LXW_NO_ERROR) {
 		fprintf(stderr, "kheo report: %s: %s\n", path,
 			lxw_strerror(e));

@@ -246,6 +246,25 @@ static json_t *value_json(sqlite3_stmt *st, int col)
 	}
 }
 
+/* The schema's label for an enum field's value, or the value itself. */
+static json_t *enum_label(const kheo_stable *t, const char *field, json_t *v,
+	const char *lang)
+{
+	const kheo_sfield *f = kheo_schema_field(t, field);
+	const char *const *labels;
+	size_t i;
+
+	if (!f || f->type != KHEO_F_ENUM || !json_is_string(v))
+		return json_deep_copy(v);
+	labels = strcmp(lang, "en") == 0 ? f->value_labels_en
+					 : f->value_labels_vi;
+	for (i = 0; labels && i < f->nvalues; i++)
+		if (strcmp(f->values[i], json_string_value(v)) == 0 &&
+		    labels[i])
+			return json_string(labels[i]);
+	return json_deep_copy(v);
+}
+
 /* A label for a dimension's value: enum labels from the schema, unit
  * names from sys_unit, otherwise the value itself. */
 static json_t *label_of(kheo_db *db, const query *q, const kheo_stable *t,
@@ -253,21 +272,13 @@ static json_t *label_of(kheo_db *db, const query *q, const kheo_stable *t,
 {
 	const kheo_sfield *f = kheo_schema_field(t, dims[d]);
 	int en = strcmp(q->lang, "en") == 0;
-	size_t i;
 
 	if (json_is_null(v))
 		return json_string(en ? "(none)" : "(chưa có)");
 	if (!json_is_string(v))
 		return json_deep_copy(v);
-	if (f && f->type == KHEO_F_ENUM) {
-		const char *const *labels = en ? f->value_labels_en
-					       : f->value_labels_vi;
-
-		for (i = 0; labels && i < f->nvalues; i++)
-			if (strcmp(f->values[i], json_string_value(v)) == 0 &&
-			    labels[i])
-				return json_string(labels[i]);
-	}
+	if (f && f->type == KHEO_F_ENUM)
+		return enum_label(t, dims[d], v, q->lang);
 	if (strcmp(dims[d], "unit") == 0) {
 		sqlite3_stmt *st;
 		json_t *name = NULL;
@@ -400,7 +411,7 @@ static void put_measures(json_t *o, sqlite3_stmt *st, int col,
  * knows where to go.
  */
 static int overdue_list(kheo_db *db, const kheo_report_options *o,
-	const char *as_of, json_t *root)
+	const kheo_stable *t, const char *lang, const char *as_of, json_t *root)
 {
 	static const char sql[] =
 		"SELECT m.id, m._unit, m.name, m.status, (SELECT max(v.date)"
@@ -430,6 +441,8 @@ static int overdue_list(kheo_db *db, const kheo_report_options *o,
 
 			json_object_set_new(m, keys[k], value_json(st, k));
 		}
+		json_object_set_new(m, "status_label", enum_label(t, "status",
+			json_object_get(m, "status"), lang));
 		json_array_append_new(list, m);
 	}
 	sqlite3_finalize(st);
@@ -617,7 +630,7 @@ KHEO_EXTERN int kheo_report_json(kheo_db *db,
 	if (o->overdue_months > 0 && o->list_overdue) {
 		sqlite3_finalize(st);
 		st = NULL;
-		if ((err = overdue_list(db, o, as_of, root)) < 0)
+		if ((err = overdue_list(db, o, t, q.lang, as_of, root)) < 0)
 			goto done;
 	}
 	err = kheo__json_out(db, out, root);

@@ -194,6 +194,27 @@ if 'Báo cáo' not in z.read('xl/workbook.xml').decode():
 EOF
 check "the workbook reads back: Vietnamese labels, unit names, counts as numbers, totals" $?
 
+run $P report --overdue 6 --as-of 2025-11-27 --list --format xlsx \
+	--out "$T/o.xlsx"
+python3 - "$T/o.xlsx" <<'EOF'
+import sys, zipfile, xml.etree.ElementTree as ET
+ns = {'m': 'http://schemas.openxmlformats.org/spreadsheetml/2006/main'}
+z = zipfile.ZipFile(sys.argv[1])
+strings = [''.join(t.text or '' for t in si.iter('{%s}t' % ns['m']))
+           for si in ET.fromstring(z.read('xl/sharedStrings.xml')).findall('m:si', ns)]
+rows = []
+for row in ET.fromstring(z.read('xl/worksheets/sheet2.xml')).iter('{%s}row' % ns['m']):
+    rows.append([strings[int(c.find('m:v', ns).text)]
+                 for c in row.findall('m:c', ns) if c.find('m:v', ns) is not None])
+assert rows[0][:4] == ['Đơn vị', 'Tên mô hình', 'Trạng thái',
+                       'Lần kiểm tra, giám sát cuối'], rows[0]
+assert len(rows) == 4, rows
+c = [r for r in rows if r[1] == 'Nhóm hộ nuôi cá lồng'][0]
+assert c[2] == 'Đã nhân rộng' and c[3] == '2025-01-01', c
+assert 'Chưa kiểm tra' in z.read('xl/workbook.xml').decode()
+EOF
+check "with --list the workbook has a sheet naming the overdue models" $?
+
 # --- folded search ------------------------------------------------------------
 run $P ls model --search "dak nong" --json
 got=$(json '" ".join(r["id"] for r in d)' <"$T/out")
