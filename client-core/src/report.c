@@ -488,7 +488,8 @@ KHEO_EXTERN int kheo_report_json(kheo_db *db,
 			"%d: from 1 to 1200", o->overdue_months);
 	if ((err = parse_by(db, &q, o->by)) < 0)
 		return err;
-	q.prefix_depth = o->unit ? segments(o->unit) : 0;
+	/* without --unit, units group one level below the node's own */
+	q.prefix_depth = segments(o->unit && *o->unit ? o->unit : db->unit);
 	q.unit_depth = o->unit_depth > 0 ? (size_t)o->unit_depth
 					 : q.prefix_depth + 1;
 	if (o->as_of) {

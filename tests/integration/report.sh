@@ -72,6 +72,11 @@ want="dak-nong/cu-jut=3,3,2 dak-nong/dak-mil=2,2,1 total=5,5,3 "
 check "by unit: one row per district, the deleted model left out, totals" \
 	$? "got:  $got" "want: $want"
 
+run $P report --by unit --json
+got=$(rows <"$T/out" | tr '\n' ' ')
+[ "$got" = "dak-nong/cu-jut=3,3,2 dak-nong/dak-mil=2,2,1 total=5,5,3 " ]
+check "without --unit, units group one level below the node's own" $? "got: $got"
+
 run $P report --by unit --unit dak-nong
 grep -q "^Huyện Cư Jút  *3  *3  *2$" "$T/out" &&
 	grep -q '^Huyện Đắk Mil, "Đắk Nông"  *2  *2  *1$' "$T/out" &&
