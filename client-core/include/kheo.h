@@ -133,11 +133,15 @@ typedef struct kheo_open_options {
 	 * kheo_db_open needs it to sign with a sealed key, and without it
 	 * (or with a wrong one) the node opens for reading only. */
 	const char *passphrase;
+	/* SQLite's page cache for this handle, in KiB; 0: 16 MiB.  A
+	 * process holding many nodes (a simulation, a bench) or a phone short
+	 * of memory sets less: the data stays on disk, reads cost more. */
+	unsigned int cache_kib;
 } kheo_open_options;
 
 #define KHEO_OPEN_OPTIONS_VERSION 1
 #define KHEO_OPEN_OPTIONS_INIT \
-	{ KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL }
+	{ KHEO_OPEN_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0 }
 #define KHEO_PASSPHRASE_MAX 1024
 
 typedef struct kheo_init_options {
@@ -295,7 +299,8 @@ KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
  *                 field, status, level, year; NULL or "": totals only
  *   unit          only models under this unit path (NULL: all held)
  *   unit_depth    `unit` groups by the first unit_depth segments of a
- *                 model's unit; 0: one level below `unit`
+ *                 model's unit; 0: one level below `unit` (or below the
+ *                 node's own unit when `unit` is NULL)
  *   from, to      the period, YYYY-MM-DD inclusive (NULL: open), which
  *                 the `registered` (registered_on) and `recognized`
  *                 (status recognized or replicated, recognized_on)
@@ -304,9 +309,9 @@ KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
  *                 inspection or supervision visit in the months up to
  *                 as_of
  *   list_overdue  with overdue_months: also "overdue_models", each model
- *                 counted as overdue: id, unit, unit_name, name, status
- *                 and its last inspection or supervision ("last_visit",
- *                 null if none)
+ *                 counted as overdue: id, unit, unit_name, name, status,
+ *                 status_label and its last inspection or supervision
+ *                 ("last_visit", null if none)
  *   as_of         YYYY-MM-DD (NULL: today, UTC, by the node's clock)
  *   lang          "vi" (NULL: the default) or "en": the labels' language
  *

@@ -704,6 +704,14 @@ static int sql_open(kheo_db *db, int create)
 				  "CREATE TEMP TABLE IF NOT EXISTS kheo_lock("
 				  "lo INTEGER NOT NULL, hi INTEGER NOT NULL);")) < 0)
 		return err;
+	if (db->opts.cache_kib) {
+		char pragma[64];
+
+		snprintf(pragma, sizeof(pragma), "PRAGMA cache_size=-%u;",
+			db->opts.cache_kib);
+		if ((err = kheo__exec(db, pragma)) < 0)
+			return err;
+	}
 	return KHEO_OK;
 }
 
