@@ -436,8 +436,9 @@ int main(int argc, char **argv)
 		printf("  peak RSS, province kheod (VmHWM)   %.1f MiB\n",
 			(double)prov_hwm / 1024.0);
 		printf("  peak RSS, this process             %.1f MiB  (all "
-		       "%zu devices)\n", (double)ru.ru_maxrss / 1024.0,
-			nnodes - nhubs - 1);
+		       "%zu devices, %u KiB of page cache each)\n",
+			(double)ru.ru_maxrss / 1024.0, nnodes - nhubs - 1,
+			BENCH_NODE_CACHE_KIB);
 		printf("  every node's digest of dak-nong: %s\n",
 			same ? "equal" : "DIFFERENT");
 		free(nodes);
