@@ -20,8 +20,11 @@ KHEO_DEMO_DIR="$dir/demo" sh tests/demo.sh "$BUILD" >"$dir/out.txt" 2>&1
 st=$?
 took=$(($(date +%s) - start))
 check "make demo runs to the end" "$st" "$(tail -5 "$dir/out.txt")"
-[ "$took" -lt 60 ]
-check "it takes under a minute" $? "$took s"
+# the promise is for the normal build; a sanitizer build runs slower
+limit=60
+case $BUILD in *asan*) limit=180 ;; esac
+[ "$took" -lt "$limit" ]
+check "it takes under a minute (normal build; 3 under sanitizers)" $? "$took s"
 # the demo's kheods run in its folder: none may be left there
 left=""
 for p in $(pgrep -x kheod); do
