@@ -187,15 +187,24 @@ static size_t segments(const char *unit)
 	return n;
 }
 
+/* Is s a real calendar date written YYYY-MM-DD? */
 static int valid_date(const char *s)
 {
-	int y, m, d;
-	char end;
+	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+		30, 31 };
+	int y, m, d, i, leap;
 
-	return s && strlen(s) == 10 &&
-	       sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &end) == 3 &&
-	       s[4] == '-' && s[7] == '-' && m >= 1 && m <= 12 && d >= 1 &&
-	       d <= 31;
+	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return 0;
+	for (i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return 0;
+	y = atoi(s);
+	m = atoi(s + 5);
+	d = atoi(s + 8);
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m >= 1 && m <= 12 && d >= 1 &&
+	       d <= days[m - 1] + (m == 2 && leap);
 }
 
 static int parse_by(kheo_db *db, query *q, const char *by)
@@ -204,18 +213,18 @@ static int parse_by(kheo_db *db, query *q, const char *by)
 
 	q->nby = 0;
 	while (p && *p) {
-		size_t n = strcspn(p, ","), i;
+		size_t n = strcspn(p, ","), i, k;
 
 		for (i = 0; i < NDIMS; i++)
 			if (strlen(dims[i]) == n && strncmp(p, dims[i], n) == 0)
 				break;
 		if (i == NDIMS)
-			return kheo__error(db, KHEO_EINVAL, "report --by: "
+			return kheo__error(db, KHEO_EINVAL, "--by: "
 				"\"%.*s\" is not one of unit, kind, field, "
 				"status, level, year", (int)n, p);
-		if (q->nby == NDIMS)
-			return kheo__error(db, KHEO_EINVAL,
-				"report --by: a dimension twice");
+		for (k = 0; k < q->nby; k++)
+			if (q->by[k] == i)
+				return kheo__error(db, KHEO_EINVAL, "--by: %s twice", dims[i]);
 		q->by[q->nby++] = i;
 		p += n;
 		if (*p == ',')
@@ -467,24 +476,26 @@ KHEO_EXTERN int kheo_report_json(kheo_db *db,
 	q.o = o;
 	q.lang = o->lang && *o->lang ? o->lang : "vi";
 	if (strcmp(q.lang, "vi") != 0 && strcmp(q.lang, "en") != 0)
-		return kheo__error(db, KHEO_EINVAL, "report: language \"%s\": "
+		return kheo__error(db, KHEO_EINVAL, "language \"%s\": "
 			"vi or en", q.lang);
 	if (!(t = kheo_schema_table(db->schema, "model")) ||
 	    !kheo_schema_table(db->schema, "visit"))
-		return kheo__error(db, KHEO_EINVAL, "report: this schema has "
+		return kheo__error(db, KHEO_EINVAL, "this schema has "
 			"no model and visit tables");
-	if ((o->from && !valid_date(o->from)) || (o->to && !valid_date(o->to)))
-		return kheo__error(db, KHEO_EINVAL, "report: dates are "
-			"YYYY-MM-DD (from %s, to %s)", o->from ? o->from : "-",
-			o->to ? o->to : "-");
+	if (o->from && !valid_date(o->from))
+		return kheo__error(db, KHEO_EINVAL, "--from %s is not a date "
+			"(YYYY-MM-DD)", o->from);
+	if (o->to && !valid_date(o->to))
+		return kheo__error(db, KHEO_EINVAL, "--to %s is not a date "
+			"(YYYY-MM-DD)", o->to);
 	if (o->as_of && !valid_date(o->as_of))
-		return kheo__error(db, KHEO_EINVAL, "report: --as-of %s is "
-			"not YYYY-MM-DD", o->as_of);
+		return kheo__error(db, KHEO_EINVAL, "--as-of %s is not a "
+			"date (YYYY-MM-DD)", o->as_of);
 	if (o->unit && *o->unit && !kheo_unit_valid(o->unit, strlen(o->unit)))
-		return kheo__error(db, KHEO_EINVAL, "report: \"%s\" is not a "
+		return kheo__error(db, KHEO_EINVAL, "\"%s\" is not a "
 			"unit path", o->unit);
 	if (o->overdue_months < 0 || o->overdue_months > 1200)
-		return kheo__error(db, KHEO_EINVAL, "report: overdue months "
+		return kheo__error(db, KHEO_EINVAL, "overdue months "
 			"%d: from 1 to 1200", o->overdue_months);
 	if ((err = parse_by(db, &q, o->by)) < 0)
 		return err;

@@ -248,6 +248,12 @@ check "an unknown dimension is refused, named" $? "exit $rc $(err1)"
 run $P report --from 2025-13-01
 [ "$rc" -eq 1 ] && grep -q "YYYY-MM-DD" "$T/err"
 check "a malformed date is refused" $? "exit $rc $(err1)"
+run $P report --to 2025-02-29
+[ "$rc" -eq 1 ] && grep -q -- "--to 2025-02-29 is not a date" "$T/err"
+check "a day the calendar lacks is refused" $? "exit $rc $(err1)"
+run $P report --by kind,kind
+[ "$rc" -eq 1 ] && grep -q -- "--by: kind twice" "$T/err"
+check "a dimension given twice is refused" $? "exit $rc $(err1)"
 run $P report --format pdf
 [ "$rc" -eq 2 ] && grep -q "table, csv, json, xlsx" "$T/err"
 check "an unknown format is a usage error" $? "exit $rc $(err1)"
