@@ -2471,6 +2471,9 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 					       MIRROR_REF)) < 0)
 			err = gerr(m, rc, "HEAD");
 	}
+	/* the rebuild is closed there: nothing may be left prepared on it */
+	sqlite3_finalize(known);
+	known = NULL;
 	if (err == KHEO_OK && have_tip)
 		rebuild_keep(m, keep, &tip);
 	if (have_tip)
