@@ -154,8 +154,11 @@ static void iso_ms(char out[32], int64_t ms)
 #define MIRROR_REF "refs/heads/main"
 #define MIRROR_FILE "_kheo/mirror.json"
 #define SCHEMA_FILE "_kheo/schema.json"
-/* commits between two packs written by an export */
+/* commits between two packs written by an export, or fewer when their
+ * objects reach PACK_BYTES (what the mempack and the packbuilder hold:
+ * the trees of a large state are larger) */
 #define PACK_EVERY 4000
+#define PACK_BYTES ((size_t)48 << 20)
 
 /* The mirrored node, as _kheo/mirror.json records it. */
 typedef struct mirror_ident {
@@ -185,6 +188,7 @@ typedef struct mirror {
 	git_odb *odb;
 	git_odb_backend *mempack; /* owned by odb once added */
 	git_packbuilder *pb;      /* export: what goes in the next pack */
+	size_t pack_bytes;        /* the size of what it names */
 	char *gitdir;             /* where the repository is */
 	struct tdir *tree;        /* the tree being built (its root) */
 	size_t tree_loaded;       /* entries of it held in memory */
@@ -341,7 +345,8 @@ static void finding(mirror *m, kheo_audit_severity sev, const char *kind,
  */
 #define TREE_KEEP 200000
 
-static int pack_note(mirror *m, const git_oid *id, const char *name);
+static int pack_note(mirror *m, const git_oid *id, const char *name,
+	size_t size);
 
 typedef struct tent {
 	char *name;
@@ -585,7 +590,7 @@ static int tdir_write(mirror *m, tdir *d, const char *name, git_oid *out)
 		     GIT_OBJECT_TREE)) < 0)
 		return gerr(m, rc, "tree");
 	d->dirty = 0;
-	return pack_note(m, out, name);
+	return pack_note(m, out, name, m->tbuf.len);
 }
 
 /* Let go of every subtree held (all are written: only their oids stay). */
@@ -694,7 +699,8 @@ static int mirror_odb(mirror *m)
  * own) let the packbuilder delta each directory against its previous
  * versions.
  */
-static int pack_note(mirror *m, const git_oid *id, const char *name)
+static int pack_note(mirror *m, const git_oid *id, const char *name,
+	size_t size)
 {
 	int rc;
 
@@ -702,6 +708,7 @@ static int pack_note(mirror *m, const git_oid *id, const char *name)
 		return KHEO_OK;
 	if ((rc = git_packbuilder_insert(m->pb, id, name)) < 0)
 		return gerr(m, rc, "pack");
+	m->pack_bytes += size;
 	return KHEO_OK;
 }
 
@@ -745,6 +752,7 @@ static int mirror_flush_pack(mirror *m)
 		return gerr(m, rc, "writing a pack");
 	git_packbuilder_free(m->pb);
 	m->pb = NULL;
+	m->pack_bytes = 0;
 	if ((rc = git_mempack_reset(m->mempack)) < 0)
 		return gerr(m, rc, "pack");
 	if ((rc = mirror_reopen(m)) < 0)
@@ -879,7 +887,7 @@ static int file_put(mirror *m, const char *path, const void *p, size_t n)
 
 	if ((rc = git_odb_write(&id, m->odb, p, n, GIT_OBJECT_BLOB)) < 0)
 		return gerr(m, rc, path);
-	if ((rc = pack_note(m, &id, path)) < 0)
+	if ((rc = pack_note(m, &id, path, n)) < 0)
 		return rc;
 	return tree_set(m, path, &id);
 }
@@ -2443,14 +2451,15 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 		step_clear(&o);
 		if (err < 0)
 			break;
-		if ((err = pack_note(m, &commit, NULL)) < 0)
+		/* a commit: about a kilobyte of message and idents */
+		if ((err = pack_note(m, &commit, NULL, 1024)) < 0)
 			break;
 		tip = commit;
 		have_tip = 1;
 		m->seq++;
 		m->last_applied = applied;
 		m->st.commits++;
-		if (++since_pack >= PACK_EVERY) {
+		if (++since_pack >= PACK_EVERY || m->pack_bytes >= PACK_BYTES) {
 			if ((err = mirror_flush_pack(m)) < 0)
 				break;
 			since_pack = 0;
