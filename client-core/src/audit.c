@@ -256,8 +256,8 @@ static int serr(mirror *m, int code)
 }
 
 /* A statement on the rebuild, prepared at its first use and kept (each
- * step runs a few, and preparing them cost a tenth of a step); `sql` is
- * a literal, and its address the key.  NULL if it does not prepare. */
+ * step runs several, which it used to prepare afresh); `sql` is a
+ * literal, and its address the key.  NULL if it does not prepare. */
 static sqlite3_stmt *mprep(mirror *m, const char *sql)
 {
 	size_t i;
