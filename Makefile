@@ -180,7 +180,8 @@ fuzz: $(GEN_SRC) | deps
 
 BENCH_BIN = $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_core \
 	$(BUILD)/bench/bench_sync $(BUILD)/bench/bench_sessions \
-	$(BUILD)/bench/bench_daemon $(BUILD)/bench/bench_audit
+	$(BUILD)/bench/bench_daemon $(BUILD)/bench/bench_audit \
+	$(BUILD)/bench/bench_blob
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libkheo.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags jansson) -o $@ \

@@ -3,8 +3,9 @@
 # make the traces, then measure proto/ on each, libkheo's edit and
 # receive rates and its sync sessions on the medium one, what one kheod
 # costs per concurrent session, and the traces through kheod processes
-# on loopback (bench_daemon: a province and 8 hubs), and the audit
-# mirror's export, verify and replay at two history sizes (bench_audit).
+# on loopback (bench_daemon: a province and 8 hubs), attachments over a
+# session on TCP loopback (bench_blob), and the audit mirror's export,
+# verify and replay at two history sizes (bench_audit).
 #
 #   sh tests/bench/run.sh [BUILD]
 #
@@ -63,6 +64,13 @@ echo
 echo "== sync sessions on the medium trace"
 "$out/bench_sync" "$out/medium.jsonl" "${TMPDIR:-/tmp}/kheo-bench-sync"
 rm -rf "${TMPDIR:-/tmp}/kheo-bench-sync"
+
+# attachments: 20 MB of photos from a device to a hub, over TCP loopback
+echo
+echo "== attachments: 20 MB of photos over a session on TCP loopback"
+rm -rf "$out/blob"
+"$out/bench_blob" "$out/blob" 20
+rm -rf "$out/blob"
 
 # kheod: 1,000 device sessions held open at one hub, its memory
 echo
