@@ -476,7 +476,7 @@ static int put_chunk(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	char hex[2 * KHEO_ID_SIZE + 1], dir[1024], name[32], type[8] = "";
 	uint64_t osize = 0, have = 0;
 	kheo_buf raw = { 0 };
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int complete = 0, err, rc, exists;
 
 	if (completed)
@@ -549,7 +549,10 @@ static int put_chunk(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	sqlite3_bind_int64(st, 3, (int64_t)nchunks(size));
 	sqlite3_bind_int(st, 4, local);
 	sqlite3_bind_int64(st, 5, kheo__now_ms(db));
-	if ((err = kheo__step_done(db, st, "blob")) < 0)
+	err = kheo__step_done(db, st, "blob");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (err < 0)
 		goto done;
 	rc = sqlite3_prepare_v2(db->sql, "INSERT INTO kheo_blob_chunk(hash,"
 		" idx, zlen, z, chash) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &st,
@@ -563,7 +566,10 @@ static int put_chunk(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	sqlite3_bind_int64(st, 3, (int64_t)len);
 	sqlite3_bind_int(st, 4, z);
 	sqlite3_bind_blob(st, 5, chash, KHEO_ID_SIZE, SQLITE_STATIC);
-	if ((err = kheo__step_done(db, st, "blob chunk")) < 0)
+	err = kheo__step_done(db, st, "blob chunk");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (err < 0)
 		goto done;
 	have = 0;
 	if ((err = blob_row(db, h, NULL, &have, NULL)) < 0)
@@ -595,12 +601,16 @@ static int put_chunk(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	sqlite3_bind_text(st, 4, type, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 5, kheo__now_ms(db));
 	sqlite3_bind_int(st, 6, local);
-	if ((err = kheo__step_done(db, st, "blob")) < 0)
+	err = kheo__step_done(db, st, "blob");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (err < 0)
 		goto done;
 	err = kheo__commit_tx(db);
 	if (err == KHEO_OK && completed)
 		*completed = have == nchunks(size);
 done:
+	sqlite3_finalize(st);
 	if (err < 0)
 		kheo__rollback(db);
 	return err;

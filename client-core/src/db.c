@@ -916,8 +916,21 @@ KHEO_EXTERN void kheo_db_close(kheo_db *db)
 		for (i = 0; i < db->schema->ntables; i++)
 			sqlite3_finalize(db->upsert[i]);
 	kheo__free(db->upsert);
-	if (db->sql)
+	if (db->sql) {
+#ifdef KHEO_FAULT_INJECTION
+		/* the tests' build: a statement left unfinalized keeps the
+		 * connection open after sqlite3_close (a leak a long-running
+		 * kheod would feel); say which, and fail */
+		sqlite3_stmt *left = sqlite3_next_stmt(db->sql, NULL);
+
+		if (left) {
+			fprintf(stderr, "kheo_db_close: statement never "
+				"finalized: %s\n", sqlite3_sql(left));
+			abort();
+		}
+#endif
 		sqlite3_close(db->sql);
+	}
 	if (db->sk)
 		sodium_free(db->sk);
 	if (db->passphrase)
