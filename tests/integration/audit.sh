@@ -55,10 +55,8 @@ now_ms() { python3 -c 'import time; print(int(time.time() * 1000))'; }
 # after a recorded time shares its second with it
 moment() { sleep 1.1; }
 
-cc -std=c11 -D_DEFAULT_SOURCE -I"$ROOT/client-core/include" -o pastclock \
-	"$ROOT/tests/integration/pastclock.c" "$BUILD/libkheo.a" \
-	$(pkg-config --libs libsodium libzstd libutf8proc sqlite3 jansson libgit2) \
-	-lm 2>"$T/err"
+. "$ROOT/tests/integration/lib/tool.sh"
+build_tool pastclock
 check "the past-clock tool builds against libkheo.a" $? "$(err1)"
 
 # ---------------------------------------------------------------- nodes

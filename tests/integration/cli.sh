@@ -446,16 +446,8 @@ check "the undamaged bundle applies on the same node (control)" $st "exit $rc: $
 
 # A forged changeset inside a whole, well-signed bundle: quarantined alone.
 # (a libkheo.a of `make asan` needs the sanitizers at link time too)
-PKGS="libsodium libzstd libutf8proc sqlite3 jansson"
-build_tool() { # NAME [CFLAGS...]
-	bt_name=$1
-	shift
-	cc -std=c11 -D_DEFAULT_SOURCE "$@" -I"$ROOT/client-core/include" \
-		-I"$ROOT/proto" $(pkg-config --cflags $PKGS) -o "$bt_name" \
-		"$ROOT/tests/integration/$bt_name.c" "$BUILD/libkheo.a" \
-		$(pkg-config --libs $PKGS) -lm 2>"$T/err"
-}
-build_tool forge || build_tool forge -fsanitize=address,undefined
+. "$ROOT/tests/integration/lib/tool.sh"
+build_tool forge
 check "the forging tool builds against libkheo.a and proto.h" $? "$(err1)"
 
 k -C F init --role device --unit $U >/dev/null
@@ -503,7 +495,7 @@ check "verify passes after the forged copy and the genuine one" $rc "$(err1)"
 # is flagged, and state is a pure function of the set of applied ops, so
 # two nodes holding the same changesets must show the same state and
 # print the same digest, whatever the order they received them in.
-build_tool ahead || build_tool ahead -fsanitize=address,undefined
+build_tool ahead
 check "the clock-ahead tool builds against libkheo.a" $? "$(err1)"
 k -C FU init --role device --unit $U >/dev/null
 ./ahead FU 600000 $U >/dev/null 2>"$T/err"
