@@ -43,6 +43,8 @@ KHEO=$BUILD/kheo
 TRIALS=${KHEO_CRASH_TRIALS:-220}
 SEED=${KHEO_CRASH_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
 BUDGET=150 # seconds for the trials; the script stops early past it
+# a sanitizer build runs each command several times slower
+case $BUILD in *asan*) BUDGET=300 ;; esac
 NB=30      # prepared bundles, each adding one unit of the source's data
 
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
