@@ -1040,6 +1040,34 @@ KHEO_EXTERN int kheo_blob_missing_json(kheo_db *db, char **out)
 	return err;
 }
 
+int kheo__blob_missing_count(kheo_db *db, size_t *out)
+{
+	kheo_blob_ref *v;
+	size_t n, i, j, k = 0;
+	int err;
+
+	*out = 0;
+	if ((err = kheo__blob_named(db, NULL, NULL, &v, &n)) < 0)
+		return err;
+	for (i = 0; i < n; i++) {
+		int complete = 0;
+
+		/* one hash once: v is sorted by priority, not by hash */
+		for (j = 0; j < i; j++)
+			if (memcmp(v[j].hash, v[i].hash, KHEO_ID_SIZE) == 0)
+				break;
+		if (j < i)
+			continue;
+		if (blob_row(db, v[i].hash, NULL, NULL, &complete) < 0 ||
+		    !complete)
+			k++;
+	}
+	kheo__free(v);
+	kheo__clear(db);
+	*out = k;
+	return KHEO_OK;
+}
+
 static int hash_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, KHEO_ID_SIZE);

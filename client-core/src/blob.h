@@ -23,6 +23,8 @@ typedef struct kheo_blob_ref {
  * caller's (kheo__free). */
 int kheo__blob_named(kheo_db *db, int (*keep)(void *arg, const char *unit),
 	void *arg, kheo_blob_ref **out, size_t *n);
+/* How many distinct blobs live records name that are not complete here. */
+int kheo__blob_missing_count(kheo_db *db, size_t *n);
 /* 1 when a live record names blob h. */
 int kheo__blob_is_named(kheo_db *db, const uint8_t h[KHEO_ID_SIZE]);
 /* What is held of blob h; KHEO_ENOTFOUND when nothing. */

@@ -10,6 +10,7 @@
  * move forward.  Receipts travel in `_sys`, which every node receives.
  */
 #include "internal.h"
+#include "blob.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -243,6 +244,21 @@ KHEO_EXTERN int kheo_status_json(kheo_db *db, char **out)
 				sqlite3_column_int64(st, 2)));
 		}
 		sqlite3_finalize(st);
+	}
+	/* attachments records name and this node lacks: never silent */
+	{
+		size_t missing = 0;
+
+		if (kheo__blob_missing_count(db, &missing) == KHEO_OK) {
+			json_object_set_new(o, "blobs_missing",
+				json_integer((json_int_t)missing));
+			if (missing)
+				json_array_append_new(warnings, json_sprintf(
+					"%zu attachment%s named by records "
+					"%s not here (kheo blob missing)",
+					missing, missing == 1 ? "" : "s",
+					missing == 1 ? "is" : "are"));
+		}
 	}
 	if ((rc = peers_json(db, o, now)) < 0) {
 		json_decref(o);

@@ -188,7 +188,8 @@ k -C D2 get model "$R1" | grep -q photos || st=1
 [ "$(missing D2)" -eq 9 ] || st=1
 k -C D2 blob missing >miss.out 2>miss.err
 grep -q "absent" miss.out && grep -q "9 blobs named by records not here" miss.err || st=1
-check "a --no-blobs device sees the records and lists their 9 blobs as missing" \
+k -C D2 status 2>&1 | grep -q "9 attachments named by records are not here" || st=1
+check "a --no-blobs device sees the records, lists their 9 blobs as missing, and kheo status warns" \
 	$st "rc=$rc $(err1) $(cat miss.err)"
 h=$(head -1 miss.out | cut -d' ' -f1)
 run -C D2 blob get "$h" x.bin

@@ -580,6 +580,19 @@ static void no_blobs_device_sees_metadata_and_lists_missing(void **state)
 				    "photos"), 0)), a);
 	json_decref(rec);
 	assert_int_equal(missing_count(&d2), 2);
+	{
+		char *text;
+		json_t *o;
+
+		if (kheo_status_json(d2.db, &text) < 0)
+			fail_msg("status: %s", kheo_errmsg(d2.db));
+		o = json_loads(text, 0, NULL);
+		assert_int_equal(json_integer_value(json_object_get(o,
+					 "blobs_missing")), 2);
+		assert_non_null(strstr(text, "2 attachments named by records"));
+		json_decref(o);
+		kheo_free(text);
+	}
 	assert_false(held_here(&d2, a));
 	assert_int_equal(kheo_blob_get(d2.db, a, "/nonexistent/x", NULL),
 		KHEO_ENOTFOUND);
