@@ -17,6 +17,9 @@
 #include <utf8proc.h>
 #include <xlsxwriter.h>
 
+/* Room for any one cell: a unit path is at most 255 bytes */
+#define CELL_MAX 320
+
 typedef struct report {
 	json_t *root, *by, *measures, *rows, *total, *columns, *values;
 } report;
@@ -108,7 +111,7 @@ static void print_table(const report *r, FILE *f)
 {
 	size_t nby = json_array_size(r->by), nm = json_array_size(r->measures);
 	size_t ncol = nby + nm, nrow = json_array_size(r->rows) + 1, i, k;
-	char ***cells = calloc(nrow, sizeof(*cells)), buf[64];
+	char ***cells = calloc(nrow, sizeof(*cells)), buf[CELL_MAX];
 	size_t *w = calloc(ncol ? ncol : 1, sizeof(*w));
 
 	if (!cells || !w) {
@@ -236,7 +239,7 @@ static void print_csv(const report *r, FILE *f)
 {
 	size_t nby = json_array_size(r->by), nm = json_array_size(r->measures);
 	size_t i, k, nrow = json_array_size(r->rows) + 1;
-	char buf[64];
+	char buf[CELL_MAX];
 
 	fputs("\xEF\xBB\xBF", f);
 	for (k = 0; k < nby; k++) {
@@ -266,7 +269,7 @@ static void print_csv(const report *r, FILE *f)
 				cell_text(v, buf, sizeof(buf));
 			csv_field(f, buf, k == 0);
 			if (strcmp(d, "unit") == 0) {
-				char lb[64];
+				char lb[CELL_MAX];
 
 				csv_field(f, i + 1 == nrow ? "" :
 					value_label(r, d, v, lb, sizeof(lb)), 0);
@@ -338,7 +341,7 @@ static int write_xlsx(const report *r, const char *path)
 	lxw_worksheet *ws;
 	lxw_format *bold;
 	lxw_error e;
-	char title[256], buf[64];
+	char title[256], buf[CELL_MAX];
 	const char *from = json_string_value(json_object_get(r->root, "from"));
 	const char *to = json_string_value(json_object_get(r->root, "to"));
 	const char *unit = json_string_value(json_object_get(r->root, "unit"));
