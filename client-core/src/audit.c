@@ -137,6 +137,8 @@ KHEO_EXTERN int kheo_audit_parse_time(int64_t *out, const char *text)
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 
+#include "audit_feed.h"
+
 /* ISO 8601, UTC, with ms: what the trailers carry. */
 static void iso_ms(char out[32], int64_t ms)
 {
@@ -211,6 +213,8 @@ typedef struct mirror {
 	kheo_audit_stats st;
 	kheo_buf buf;
 	kheo_buf tbuf;            /* a tree being written */
+	const audit_item *pre;    /* what the feed read of the commit being
+				   * stepped (its signature checked) */
 	struct {                  /* statements on the rebuild, prepared once */
 		const char *sql;
 		sqlite3_stmt *st;
@@ -1187,16 +1191,6 @@ static int note_receipts(mirror *m, const kheo_changeset *cs,
 	return err;
 }
 
-/* The .kcs path of a changeset id. */
-static void cs_path(char out[96], const uint8_t id[KHEO_ID_SIZE])
-{
-	char hex[2 * KHEO_ID_SIZE + 1];
-
-	kheo_hex(hex, id, KHEO_ID_SIZE);
-	snprintf(out, 96, "_changesets/%.2s/%.2s/%s.kcs", hex, hex + 2,
-		hex + 4);
-}
-
 /*
  * Receive one stored frame into the rebuilt state and compute what the
  * commit for it holds: its tree (when m->trees) and message.  A frame
@@ -1227,8 +1221,15 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		goto done;
 	}
 	kheo_changeset_id(o->id, raw.p, raw.len);
-	cs_path(o->path, o->id);
-	if ((err = kheo_changeset_verify(sig, o->id, cs->author, &why)) < 0) {
+	kheo__audit_cs_path(o->path, o->id);
+	/* the feed checked this signature ahead, on the other core: for
+	 * these bytes (the id is their hash) and this signature only */
+	if (m->pre && m->pre->signed_ok &&
+	    memcmp(m->pre->id, o->id, KHEO_ID_SIZE) == 0 &&
+	    memcmp(m->pre->sig, sig, KHEO_SIG_SIZE) == 0) {
+		err = KHEO_OK;
+	} else if ((err = kheo_changeset_verify(sig, o->id, cs->author,
+			    &why)) < 0) {
 		snprintf(o->why, sizeof(o->why), "%s: %s",
 			kheo_reason_name(why.reason), why.msg);
 		err = KHEO_EPROTO;
@@ -1340,32 +1341,6 @@ static void step_clear(step_out *o)
 }
 
 /* ------------------------------------------------------- reading a mirror */
-
-/* One trailer's value (up to the line end) from a message, or NULL. */
-static const char *trailer(const char *msg, const char *key, char *out,
-	size_t n)
-{
-	size_t klen = strlen(key);
-	const char *p = msg;
-
-	while (p && *p) {
-		if (strncmp(p, key, klen) == 0 && p[klen] == ':' &&
-		    p[klen + 1] == ' ') {
-			const char *v = p + klen + 2;
-			size_t len = strcspn(v, "\n");
-
-			if (len >= n)
-				len = n - 1;
-			memcpy(out, v, len);
-			out[len] = '\0';
-			return out;
-		}
-		p = strchr(p, '\n');
-		if (p)
-			p++;
-	}
-	return NULL;
-}
 
 static int blob_at(mirror *m, const git_tree *tree, const char *path,
 	git_blob **out)
@@ -1563,69 +1538,65 @@ static int same_person(const git_signature *a, const git_signature *b)
 }
 
 /*
- * Check one commit of the history: step its changeset through the
- * rebuild and compare what kheo would have written with what is there.
- * Findings are reported; an error return means the check itself could
- * not go on (I/O, memory).
+ * Check one commit of the history, as the feed read it: step its
+ * changeset through the rebuild and compare what kheo would have written
+ * with what is there.  Findings are reported; an error return means the
+ * check itself could not go on (I/O, memory).
  */
-static int check_commit(mirror *m, size_t i, int check)
+static int check_commit(mirror *m, const audit_item *it, int check)
 {
+	size_t i = it->i;
 	const git_oid *oid = &m->commits[i];
 	size_t seq = i + 1;
-	git_commit *c = NULL;
-	git_tree *tree = NULL;
-	git_blob *blob = NULL;
 	step_out o;
-	const char *msg;
-	char val[160], path[96];
-	uint8_t id[KHEO_ID_SIZE];
+	const char *msg = it->msg;
+	char val[160];
+	const char *path = it->path;
 	int64_t applied = 0;
-	int rc, err = KHEO_OK;
+	int err = KHEO_OK;
 
 	memset(&o, 0, sizeof(o));
 	m->tree_ok = 0;
-	if ((rc = git_commit_lookup(&c, m->repo, oid)) < 0 ||
-	    (rc = git_commit_tree(&tree, c)) < 0) {
-		err = gerr(m, rc, "history");
+	if (it->err < 0) {
+		err = merr(m, it->err, "%s", it->errmsg);
 		goto done;
 	}
-	msg = git_commit_message(c);
-	if (!trailer(msg, "Kheo-Seq", val, sizeof(val)) ||
+	if (!kheo__audit_trailer(msg, "Kheo-Seq", val, sizeof(val)) ||
 	    strtoull(val, NULL, 10) != seq) {
 		finding(m, KHEO_AUDIT_ERROR, "history", seq, oid, "",
 			"history rewritten: this is commit %zu from the "
 			"first, but says Kheo-Seq %s (a commit was removed "
 			"or added before it)", seq,
-			trailer(msg, "Kheo-Seq", val, sizeof(val)) ? val
+			kheo__audit_trailer(msg, "Kheo-Seq", val, sizeof(val)) ? val
 								     : "nothing");
 	}
-	if (!trailer(msg, "Kheo-Changeset", val, sizeof(val)) ||
-	    strlen(val) != 2 * KHEO_ID_SIZE ||
-	    kheo_unhex(id, KHEO_ID_SIZE, val, strlen(val)) < 0) {
+	if (!it->named) {
 		finding(m, KHEO_AUDIT_ERROR, "history", seq, oid, "",
 			"not a mirror commit: no Kheo-Changeset trailer "
 			"(a commit added to the history)");
 		goto done;
 	}
-	cs_path(path, id);
-	if (!trailer(msg, "Kheo-Applied", val, sizeof(val)) ||
+	if (!kheo__audit_trailer(msg, "Kheo-Applied", val, sizeof(val)) ||
 	    kheo_audit_parse_time(&applied, val) < 0) {
 		finding(m, KHEO_AUDIT_ERROR, "message", seq, oid, "",
 			"no Kheo-Applied trailer (message altered)");
-		applied = (int64_t)git_commit_committer(c)->when.time * 1000;
+		applied = (int64_t)it->committer->when.time * 1000;
 	}
-	if (blob_at(m, tree, path, &blob) < 0) {
+	if (!it->found) {
 		finding(m, KHEO_AUDIT_ERROR, "removed", seq, oid, path,
 			"removed: the changeset this commit names is not in "
 			"its tree");
 		goto done;
 	}
 	/* an enrolment between two exports: the mirrored node learnt its
-	 * root, and so does the rebuild, at the same place */
-	if (i > 0 && check) {
+	 * root, and so does the rebuild, at the same place (the feed hands
+	 * the facts over only where they differ from the commit before's:
+	 * the same facts would decide the same) */
+	if (i > 0 && check && it->facts_new) {
 		mirror_ident now;
 
-		if (read_facts(m, tree, &now, 0) == KHEO_OK &&
+		if (ident_parse(m, (const char *)it->facts.p, it->facts.len,
+			    &now) == KHEO_OK &&
 		    now.has_root && !m->ident.has_root &&
 		    memcmp(now.pk, m->ident.pk, KHEO_KEY_SIZE) == 0) {
 			m->ident.has_root = 1;
@@ -1638,21 +1609,21 @@ static int check_commit(mirror *m, size_t i, int check)
 			}
 		}
 	}
-	err = mirror_step(m, git_blob_rawcontent(blob),
-		(size_t)git_blob_rawsize(blob), applied, seq, &o);
+	m->pre = it;
+	err = mirror_step(m, it->frame.p, it->frame.len, applied, seq, &o);
+	m->pre = NULL;
 	if (err == KHEO_EPROTO) {
 		finding(m, KHEO_AUDIT_ERROR, "changeset", seq, oid, path,
 			"the changeset does not verify (%s): its bytes were "
 			"altered", o.why);
 		/* keep what is there, so that only this is reported */
-		file_put(m, path, git_blob_rawcontent(blob),
-			(size_t)git_blob_rawsize(blob));
+		file_put(m, path, it->frame.p, it->frame.len);
 		err = KHEO_OK;
 		goto done;
 	}
 	if (err < 0)
 		goto done;
-	if (memcmp(o.id, id, KHEO_ID_SIZE) != 0) {
+	if (memcmp(o.id, it->named_id, KHEO_ID_SIZE) != 0) {
 		finding(m, KHEO_AUDIT_ERROR, "changeset", seq, oid, path,
 			"this file holds another changeset than the one its "
 			"name and the commit name");
@@ -1667,10 +1638,10 @@ static int check_commit(mirror *m, size_t i, int check)
 			"applied: %s", o.why);
 	if (!check || !m->trees)
 		goto done;
-	if (git_oid_equal(&o.tree, git_commit_tree_id(c)))
+	if (git_oid_equal(&o.tree, &it->tree))
 		m->tree_ok = 1;
 	else
-		report_diff(m, seq, oid, &o.tree, git_commit_tree_id(c), NULL);
+		report_diff(m, seq, oid, &o.tree, &it->tree, NULL);
 	if (o.msg.len != strlen(msg) || memcmp(o.msg.p, msg, o.msg.len) != 0) {
 		char d[400];
 
@@ -1680,8 +1651,8 @@ static int check_commit(mirror *m, size_t i, int check)
 			"message altered: %s", d);
 	}
 	{
-		const git_signature *a = git_commit_author(c);
-		const git_signature *k = git_commit_committer(c);
+		const git_signature *a = it->author;
+		const git_signature *k = it->committer;
 		git_signature *want = NULL;
 
 		if (a->when.time != o.author->when.time)
@@ -1720,9 +1691,43 @@ done:
 		m->last_applied = applied;
 	m->seq = seq;
 	step_clear(&o);
-	git_blob_free(blob);
-	git_tree_free(tree);
-	git_commit_free(c);
+	return err;
+}
+
+/*
+ * Check every commit of the history in order, read ahead by the feed.
+ * An export (`export`) stops at the first finding, for it appends only
+ * to a mirror that verifies; verify goes on, to report them all, and
+ * counts what it checked.
+ */
+static int check_history(mirror *m, int export)
+{
+	audit_feed *feed = NULL;
+	audit_item *it;
+	int err;
+
+	if ((err = audit_feed_start(&feed, m->gitdir, m->commits,
+		     m->ncommits, PACK_EVERY)) < 0)
+		return merr(m, err, "%s: cannot read it ahead (%s)",
+			m->gitdir, err == KHEO_ENOMEM ? "out of memory"
+						       : "no thread");
+	while (err == KHEO_OK && (it = audit_feed_next(feed))) {
+		err = check_commit(m, it, 1);
+		/* the trees built for this commit are in the repository
+		 * (it matched): memory need not keep them.  After a
+		 * mismatch they stay, for the diffs of the next ones. */
+		if (err == KHEO_OK && m->tree_ok &&
+		    git_mempack_reset(m->mempack) < 0)
+			err = gerr(m, -1, "memory store");
+		if (err == KHEO_OK && m->tree_ok &&
+		    (it->i + 1) % PACK_EVERY == 0)
+			err = mirror_reopen(m);
+		if (export && err == KHEO_OK && m->st.errors)
+			err = KHEO_ECORRUPT;
+		if (!export)
+			m->st.commits++;
+	}
+	audit_feed_free(feed);
 	return err;
 }
 
@@ -1748,7 +1753,7 @@ static int final_findings(mirror *m)
 			git_oid_fromstr(&oid, (const char *)
 				sqlite3_column_text(st, 6)) == 0;
 
-		cs_path(path, sqlite3_column_blob(st, 0));
+		kheo__audit_cs_path(path, sqlite3_column_blob(st, 0));
 		if (why && strncmp(why, "waiting for useq", 16) == 0)
 			finding(m, KHEO_AUDIT_ERROR, "chain-gap",
 				(size_t)sqlite3_column_int64(st, 5),
@@ -1800,7 +1805,7 @@ static int final_findings(mirror *m)
 			git_oid_fromstr(&oid, (const char *)
 				sqlite3_column_text(st, 7)) == 0;
 
-		cs_path(path, sqlite3_column_blob(st, 0));
+		kheo__audit_cs_path(path, sqlite3_column_blob(st, 0));
 		iso_ms(clock, sqlite3_column_int64(st, 4));
 		iso_ms(first, sqlite3_column_int64(st, 5));
 		finding(m, KHEO_AUDIT_WARNING, "back-dated",
@@ -1899,7 +1904,6 @@ static void fill_stats(mirror *m, kheo_audit_stats *st)
 KHEO_EXTERN int kheo_audit_verify(kheo_audit *a, kheo_audit_stats *st)
 {
 	mirror *m = &a->m;
-	size_t i;
 	int err = KHEO_OK;
 
 	if (!m->scratch || m->used)
@@ -1908,18 +1912,7 @@ KHEO_EXTERN int kheo_audit_verify(kheo_audit *a, kheo_audit_stats *st)
 	m->used = 1;
 	m->trees = 1;
 	m->errmsg[0] = '\0';
-	for (i = 0; i < m->ncommits && err == KHEO_OK; i++) {
-		err = check_commit(m, i, 1);
-		/* the trees built for this commit are in the repository
-		 * (it matched): memory need not keep them.  After a
-		 * mismatch they stay, for the diffs of the next ones. */
-		if (err == KHEO_OK && m->tree_ok &&
-		    git_mempack_reset(m->mempack) < 0)
-			err = gerr(m, -1, "memory store");
-		if (err == KHEO_OK && m->tree_ok && (i + 1) % PACK_EVERY == 0)
-			err = mirror_reopen(m);
-		m->st.commits++;
-	}
+	err = check_history(m, 0);
 	if (err == KHEO_OK && (err = final_findings(m)) < 0)
 		serr(m, err);
 	fill_stats(m, st);
@@ -1963,7 +1956,8 @@ KHEO_EXTERN int kheo_audit_replay(kheo_audit *a, kheo_replay_mode mode,
 {
 	mirror *m = &a->m;
 	uint8_t digest[32];
-	size_t i;
+	audit_feed *feed = NULL;
+	audit_item *it;
 	int err = KHEO_OK;
 
 	if (json_out)
@@ -1977,80 +1971,78 @@ KHEO_EXTERN int kheo_audit_replay(kheo_audit *a, kheo_replay_mode mode,
 	m->used = 1;
 	m->trees = 0;
 	m->errmsg[0] = '\0';
-	for (i = 0; i < m->ncommits && err == KHEO_OK; i++) {
-		git_commit *c = NULL;
-		git_tree *t = NULL;
-		git_blob *b = NULL;
-		const char *msg;
-		char val[160], path[96];
-		uint8_t id[KHEO_ID_SIZE];
+	/* replay reads the repository only through the feed: let go of
+	 * this handle, so that the feed's reopening frees what libgit2
+	 * caches per pack (a pack is freed only once no handle holds it) */
+	git_odb_free(m->odb);
+	m->odb = NULL;
+	m->mempack = NULL;
+	git_repository_free(m->repo);
+	m->repo = NULL;
+	if ((err = audit_feed_start(&feed, m->gitdir, m->commits,
+		     m->ncommits, PACK_EVERY)) < 0)
+		return merr(m, err, "%s: cannot read it ahead (%s)",
+			m->gitdir, err == KHEO_ENOMEM ? "out of memory"
+						       : "no thread");
+	while (err == KHEO_OK && (it = audit_feed_next(feed))) {
+		size_t i = it->i;
+		char val[160];
 		int64_t applied;
 		step_out o;
 
 		memset(&o, 0, sizeof(o));
-		if (git_commit_lookup(&c, m->repo, &m->commits[i]) < 0 ||
-		    git_commit_tree(&t, c) < 0) {
-			err = gerr(m, -1, "history");
-			git_commit_free(c);
+		if (it->err < 0) {
+			err = merr(m, it->err, "%s", it->errmsg);
 			break;
 		}
-		msg = git_commit_message(c);
-		if (!trailer(msg, "Kheo-Changeset", val, sizeof(val)) ||
-		    kheo_unhex(id, KHEO_ID_SIZE, val, strlen(val)) < 0 ||
-		    !trailer(msg, "Kheo-Applied", val, sizeof(val)) ||
+		if (!it->named ||
+		    !kheo__audit_trailer(it->msg, "Kheo-Applied", val,
+			    sizeof(val)) ||
 		    kheo_audit_parse_time(&applied, val) < 0) {
 			err = merr(m, KHEO_ECORRUPT, "commit %zu is not a "
 				"mirror commit (its trailers): run kheo audit "
 				"verify", i + 1);
 		} else if (mode == KHEO_REPLAY_RECEIVED && applied > until_ms) {
 			/* the node had applied nothing more by then */
-			i = m->ncommits;
+			break;
+		} else if (!it->found) {
+			err = merr(m, KHEO_ECORRUPT, "commit %zu: %s "
+				"missing: run kheo audit verify", i + 1,
+				it->path);
 		} else {
-			cs_path(path, id);
-			if (blob_at(m, t, path, &b) < 0) {
-				err = merr(m, KHEO_ECORRUPT, "commit %zu: %s "
-					"missing: run kheo audit verify", i + 1,
-					path);
-			} else {
-				const uint8_t *p = git_blob_rawcontent(b);
-				size_t n = (size_t)git_blob_rawsize(b);
-				int keep = 1;
+			const uint8_t *p = it->frame.p;
+			size_t n = it->frame.len;
+			int keep = 1;
 
-				if (mode == KHEO_REPLAY_CLOCK) {
-					kheo_changeset *cs;
-					uint8_t sig[KHEO_SIG_SIZE];
+			if (mode == KHEO_REPLAY_CLOCK) {
+				kheo_changeset *cs;
+				uint8_t sig[KHEO_SIG_SIZE];
 
-					if (kheo_frame_read(m->plain, &m->buf,
-						    sig, p, n, NULL) == 0 &&
-					    kheo_changeset_decode(&cs, m->buf.p,
-						    m->buf.len, NULL) == 0) {
-						keep = strcmp(cs->unit,
-							       "_sys") == 0 ||
-						       (int64_t)(cs->clock_max >>
-							       16) <= until_ms;
-						kheo_changeset_free(cs);
-					}
+				if (kheo_frame_read(m->plain, &m->buf, sig, p,
+					    n, NULL) == 0 &&
+				    kheo_changeset_decode(&cs, m->buf.p,
+					    m->buf.len, NULL) == 0) {
+					keep = strcmp(cs->unit, "_sys") == 0 ||
+					       (int64_t)(cs->clock_max >>
+						       16) <= until_ms;
+					kheo_changeset_free(cs);
 				}
-				if (keep) {
-					err = mirror_step(m, p, n, applied,
-						i + 1, &o);
-					if (err == KHEO_EPROTO)
-						err = merr(m, KHEO_ECORRUPT,
-							"commit %zu: %s does "
-							"not verify (%s): run "
-							"kheo audit verify",
-							i + 1, path, o.why);
-					m->st.commits++;
-				}
+			}
+			if (keep) {
+				m->pre = it;
+				err = mirror_step(m, p, n, applied, i + 1, &o);
+				m->pre = NULL;
+				if (err == KHEO_EPROTO)
+					err = merr(m, KHEO_ECORRUPT, "commit "
+						"%zu: %s does not verify (%s): "
+						"run kheo audit verify", i + 1,
+						it->path, o.why);
+				m->st.commits++;
 			}
 		}
 		step_clear(&o);
-		git_blob_free(b);
-		git_tree_free(t);
-		git_commit_free(c);
-		if (err == KHEO_OK && (i + 1) % PACK_EVERY == 0)
-			err = mirror_reopen(m);
 	}
+	audit_feed_free(feed);
 	if (err == KHEO_OK && (err = kheo__commit_tx(m->scratch)) < 0)
 		serr(m, err);
 	if (err == KHEO_OK && (err = kheo_digest(m->scratch, digest,
@@ -2307,8 +2299,6 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 		if ((err = pack_start(m)) < 0)
 			goto done;
 	} else if (have_tip) {
-		size_t i;
-
 		if (memcmp(m->ident.pk, db->pk, KHEO_KEY_SIZE) != 0) {
 			char a[2 * KHEO_KEY_SIZE + 1], b[2 * KHEO_KEY_SIZE + 1];
 
@@ -2320,16 +2310,7 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 			goto done;
 		}
 		/* verify and rebuild what is there */
-		for (i = 0; i < m->ncommits && err == KHEO_OK; i++) {
-			if ((err = check_commit(m, i, 1)) == KHEO_OK &&
-			    m->tree_ok && git_mempack_reset(m->mempack) < 0)
-				err = gerr(m, -1, "memory store");
-			if (err == KHEO_OK && m->tree_ok &&
-			    (i + 1) % PACK_EVERY == 0)
-				err = mirror_reopen(m);
-			if (err == KHEO_OK && m->st.errors)
-				err = KHEO_ECORRUPT;
-		}
+		err = check_history(m, 1);
 		if (err == KHEO_OK && (err = final_findings(m)) < 0)
 			serr(m, err);
 		if (err == KHEO_OK && m->st.errors)
