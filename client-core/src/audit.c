@@ -218,7 +218,7 @@ typedef struct mirror {
 	struct {                  /* statements on the rebuild, prepared once */
 		const char *sql;
 		sqlite3_stmt *st;
-	} q[12];
+	} q[16];
 } mirror;
 
 struct kheo_audit {
@@ -563,6 +563,25 @@ static int tree_set(mirror *m, const char *path, const git_oid *oid)
 	return KHEO_OK;
 }
 
+/*
+ * An object into the memory store.  Not git_odb_write: before it stores
+ * anything, that looks the id up in every pack of the repository (and
+ * touches the pack's time), and in a verify every tree and file written
+ * is already there, so that lookup was most of the write, and it grew
+ * with the number of packs, that is with the history.  The mempack
+ * keeps each id once; export's packbuilder names what goes in a pack.
+ */
+static int obj_write(mirror *m, git_oid *out, const void *p, size_t n,
+	git_object_t type)
+{
+	int rc;
+
+	if ((rc = git_odb_hash(out, p, n, type)) < 0 ||
+	    (rc = m->mempack->write(m->mempack, out, p, n, type)) < 0)
+		return rc;
+	return 0;
+}
+
 /* Write every changed directory, deepest first; the root's oid out. */
 static int tdir_write(mirror *m, tdir *d, const char *name, git_oid *out)
 {
@@ -590,7 +609,7 @@ static int tdir_write(mirror *m, tdir *d, const char *name, git_oid *out)
 	}
 	if (m->tbuf.oom)
 		return KHEO_ENOMEM;
-	if ((rc = git_odb_write(out, m->odb, m->tbuf.p, m->tbuf.len,
+	if ((rc = obj_write(m, out, m->tbuf.p, m->tbuf.len,
 		     GIT_OBJECT_TREE)) < 0)
 		return gerr(m, rc, "tree");
 	d->dirty = 0;
@@ -897,7 +916,7 @@ static int file_put(mirror *m, const char *path, const void *p, size_t n)
 	git_oid id;
 	int rc;
 
-	if ((rc = git_odb_write(&id, m->odb, p, n, GIT_OBJECT_BLOB)) < 0)
+	if ((rc = obj_write(m, &id, p, n, GIT_OBJECT_BLOB)) < 0)
 		return gerr(m, rc, path);
 	if ((rc = pack_note(m, &id, path, n)) < 0)
 		return rc;
@@ -911,9 +930,13 @@ static int render_touched(mirror *m)
 	sqlite3_stmt *st = NULL, *get = NULL, *setp = NULL, *oldp = NULL;
 	int rc, err = KHEO_OK;
 
-	if (!m->trees)
-		return kheo__exec(s, "DELETE FROM temp.kheo_touched") < 0
-			       ? serr(m, KHEO_ERROR) : KHEO_OK;
+	if (!m->trees) {
+		if (!(st = mprep(m, "DELETE FROM temp.kheo_touched")) ||
+		    sqlite3_step(st) != SQLITE_DONE)
+			err = serr(m, kheo__sqlerr(s, SQLITE_ERROR, "render"));
+		sqlite3_reset(st);
+		return err;
+	}
 	if (!(st = mprep(m, "SELECT rid FROM temp.kheo_touched ORDER BY"
 		      " rid")) ||
 	    !(get = mprep(m, "SELECT tbl, unit FROM kheo_record WHERE"
@@ -980,8 +1003,14 @@ static int render_touched(mirror *m)
 		if (sqlite3_step(setp) != SQLITE_DONE)
 			err = kheo__sqlerr(s, SQLITE_ERROR, "render");
 	}
-	if (err == KHEO_OK)
-		err = kheo__exec(s, "DELETE FROM temp.kheo_touched");
+	if (err == KHEO_OK) {
+		sqlite3_stmt *clear = mprep(m, "DELETE FROM"
+			" temp.kheo_touched");
+
+		if (!clear || sqlite3_step(clear) != SQLITE_DONE)
+			err = kheo__sqlerr(s, SQLITE_ERROR, "render");
+		sqlite3_reset(clear);
+	}
 	if (err < 0 && err != KHEO_ENOMEM && !m->db && !*m->errmsg)
 		serr(m, err);
 done:

@@ -140,6 +140,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ROLLBACK_TO] = "ROLLBACK TO kheo_call",
 	[ST_DIRTY_LIST] = "SELECT rid FROM temp.kheo_dirty",
 	[ST_DIRTY_CLEAR] = "DELETE FROM temp.kheo_dirty",
+	/* only on the audit mirror's rebuild, which makes kheo_touched */
+	[ST_TOUCHED_ADD] = "INSERT OR IGNORE INTO temp.kheo_touched"
+		" SELECT rid FROM temp.kheo_dirty",
 #define LIVE_IDS(extra) \
 	"SELECT DISTINCT clock, author FROM kheo_op o WHERE rid = ?1" extra \
 	" AND NOT EXISTS (SELECT 1 FROM kheo_pred p WHERE p.rid = o.rid AND" \

@@ -837,10 +837,13 @@ int kheo__flush_dirty(kheo_db *db)
 		return kheo__sqlerr(db, rc, "dirty");
 	/* the audit mirror's rebuild writes a file for every record that
 	 * changed, whichever path (merge, release, roles) changed it */
-	if (db->track_touched &&
-	    (err = kheo__exec(db, "INSERT OR IGNORE INTO temp.kheo_touched"
-				  " SELECT rid FROM temp.kheo_dirty")) < 0)
-		return err;
+	if (db->track_touched) {
+		/* prepared once: the rebuild runs this for every changeset */
+		if (!(st = kheo__stmt(db, ST_TOUCHED_ADD)))
+			return KHEO_ERROR;
+		if ((err = kheo__step_done(db, st, "dirty")) < 0)
+			return err;
+	}
 	if (!(st = kheo__stmt(db, ST_DIRTY_CLEAR)))
 		return KHEO_ERROR;
 	return kheo__step_done(db, st, "dirty");
