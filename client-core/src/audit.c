@@ -354,6 +354,7 @@ static int pack_note(mirror *m, const git_oid *id, const char *name,
 
 typedef struct tent {
 	char *name;
+	size_t len;         /* strlen(name): compared and written often */
 	unsigned int mode;  /* GIT_FILEMODE_BLOB or GIT_FILEMODE_TREE */
 	git_oid oid;        /* the blob, or the subtree as last written */
 	struct tdir *sub;   /* the subtree, when held in memory */
@@ -403,7 +404,7 @@ static int tdir_find(const tdir *d, const char *name, size_t len, int tree,
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const tent *e = &d->e[mid];
-		int c = tent_cmp(e->name, strlen(e->name),
+		int c = tent_cmp(e->name, e->len,
 			e->mode == GIT_FILEMODE_TREE, name, len, tree);
 
 		if (c == 0) {
@@ -442,6 +443,7 @@ static tent *tdir_insert(mirror *m, tdir *d, size_t at, const char *name,
 	}
 	memcpy(e->name, name, len);
 	e->name[len] = '\0';
+	e->len = len;
 	e->mode = mode;
 	d->n++;
 	m->tree_loaded++;
@@ -472,7 +474,8 @@ static int tent_open(mirror *m, tent *e)
 		tent *x = &e->sub->e[i];
 		const char *name = git_tree_entry_name(te);
 
-		if (!(x->name = kheo__malloc(strlen(name) + 1))) {
+		x->len = strlen(name);
+		if (!(x->name = kheo__malloc(x->len + 1))) {
 			git_tree_free(t);
 			return KHEO_ENOMEM;
 		}
@@ -600,11 +603,11 @@ static int tdir_write(mirror *m, tdir *d, const char *name, git_oid *out)
 	kheo_buf_reset(&m->tbuf);
 	for (i = 0; i < d->n; i++) {
 		const tent *e = &d->e[i];
-		const char *mode = e->mode == GIT_FILEMODE_TREE ? "40000 "
-								 : "100644 ";
+		int tree = e->mode == GIT_FILEMODE_TREE;
 
-		kheo_buf_put(&m->tbuf, mode, strlen(mode));
-		kheo_buf_put(&m->tbuf, e->name, strlen(e->name) + 1);
+		kheo_buf_put(&m->tbuf, tree ? "40000 " : "100644 ",
+			tree ? 6 : 7);
+		kheo_buf_put(&m->tbuf, e->name, e->len + 1);
 		kheo_buf_put(&m->tbuf, e->oid.id, GIT_OID_RAWSZ);
 	}
 	if (m->tbuf.oom)
