@@ -1416,8 +1416,10 @@ static int load_history(mirror *m, const char *ref)
 		return rc == GIT_ENOTFOUND ? KHEO_ENOTFOUND
 					   : gerr(m, rc, ref);
 	for (;;) {
-		git_commit *c;
-		unsigned parents;
+		git_odb_object *obj = NULL;
+		const char *p, *end;
+		unsigned parents = 0;
+		git_oid parent;
 
 		if (m->ncommits == cap) {
 			git_oid *more;
@@ -1429,24 +1431,42 @@ static int load_history(mirror *m, const char *ref)
 			m->commits = more;
 		}
 		m->commits[m->ncommits++] = at;
-		if ((rc = git_commit_lookup(&c, m->repo, &at)) < 0)
+		/* only the parent lines of the raw commit: parsing all of it
+		 * (git_commit_lookup) made this walk, which nothing overlaps,
+		 * a tenth of a replay */
+		if ((rc = git_odb_read(&obj, m->odb, &at)) < 0)
 			return gerr(m, rc, "history");
-		parents = git_commit_parentcount(c);
+		if (git_odb_object_type(obj) != GIT_OBJECT_COMMIT) {
+			git_odb_object_free(obj);
+			return merr(m, KHEO_ECORRUPT, "history: an object in "
+				"the line of commits is not a commit");
+		}
+		p = git_odb_object_data(obj);
+		end = p + git_odb_object_size(obj);
+		while (p < end && *p != '\n') {
+			const char *eol = memchr(p, '\n', (size_t)(end - p));
+
+			if (!eol)
+				break;
+			if (eol - p == 7 + GIT_OID_HEXSZ &&
+			    memcmp(p, "parent ", 7) == 0 &&
+			    git_oid_fromstrn(&parent, p + 7, GIT_OID_HEXSZ) == 0 &&
+			    parents++ == 0)
+				at = parent;
+			p = eol + 1;
+		}
+		git_odb_object_free(obj);
 		if (parents > 1) {
 			char hex[GIT_OID_HEXSZ + 1];
 
-			git_oid_tostr(hex, sizeof(hex), &at);
-			git_commit_free(c);
+			git_oid_tostr(hex, sizeof(hex),
+				&m->commits[m->ncommits - 1]);
 			return merr(m, KHEO_ECORRUPT, "commit %s is a merge: "
 				"a mirror's history is a single line (rewritten "
 				"history)", hex);
 		}
-		if (parents == 0) {
-			git_commit_free(c);
+		if (parents == 0)
 			break;
-		}
-		at = *git_commit_parent_id(c, 0);
-		git_commit_free(c);
 	}
 	/* first commit first */
 	{
