@@ -94,6 +94,7 @@ typedef struct reader {
 	kheo_buf raw;
 	git_oid facts;              /* the last mirror.json blob seen */
 	int have_facts;
+	git_oid kheo_dir;           /* and the _kheo tree it was in */
 } reader;
 
 static void item_clear(audit_item *it)
@@ -180,12 +181,25 @@ static int fill(reader *r, audit_item *it, size_t i)
 	/* the facts change once in a history, if ever (an enrolment):
 	 * read and parsed only when their blob is not the last one seen */
 	memset(&oid, 0, sizeof(oid));
-	if ((rc = blob_copy(r, tree, FACTS_PATH, &it->facts, &oid,
-		     r->have_facts ? &r->facts : NULL)) > 0)
-		it->facts_new = 1;
-	if (rc >= 0 && !git_oid_is_zero(&oid)) {
-		r->facts = oid;
-		r->have_facts = 1;
+	rc = 0;
+	{
+		/* the _kheo tree named by the root (no read): the same one
+		 * holds the same facts, and reading it was a tree per commit */
+		const git_tree_entry *dir = git_tree_entry_byname(tree,
+			"_kheo");
+
+		if (!dir || !r->have_facts ||
+		    !git_oid_equal(git_tree_entry_id(dir), &r->kheo_dir)) {
+			if ((rc = blob_copy(r, tree, FACTS_PATH, &it->facts,
+				     &oid, r->have_facts ? &r->facts
+							  : NULL)) > 0)
+				it->facts_new = 1;
+			if (rc >= 0 && !git_oid_is_zero(&oid) && dir) {
+				r->facts = oid;
+				r->kheo_dir = *git_tree_entry_id(dir);
+				r->have_facts = 1;
+			}
+		}
 	}
 	rc = rc < 0 ? rc : 0;
 	if (kheo__audit_trailer(it->msg, "Kheo-Changeset", val, sizeof(val)) &&
