@@ -1467,6 +1467,12 @@ static int load_history(mirror *m, const char *ref)
 		}
 		if (parents == 0)
 			break;
+		/* the walk crosses every pack: reopened as the loops are,
+		 * or the delta-base cache of each pack it passed stays (it
+		 * was the peak of a verify or replay, growing with the
+		 * number of packs) */
+		if (m->ncommits % PACK_EVERY == 0 && (rc = mirror_reopen(m)) < 0)
+			return rc;
 	}
 	/* first commit first */
 	{
