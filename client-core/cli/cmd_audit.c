@@ -6,23 +6,36 @@
  *   kheo audit verify GITDIR [--backdate-days N] [--json]
  *   kheo audit replay GITDIR (--until DATE | --received-until DATE)
  *                     [--out DIR]
+ *   kheo audit log|blame GITDIR TABLE ID [--until DATE |
+ *                     --received-until DATE]
  *
  * export needs the node (-C DIR); verify and replay need only the mirror,
  * as an auditor has it.  verify prints one line per finding ("error:" when
  * the mirror was altered, "warning:" for what the genuine history shows:
- * equivocation, back-dating) and exits 1 on any error.
+ * equivocation, back-dating) and exits 1 on any error.  log and blame
+ * answer what stock git cannot: every write a record saw, the ones that
+ * lost the merge included (git's history holds only shown states), and
+ * for each field the write that holds it.  They replay the mirror into
+ * a scratch folder, up to the date when one is given, and print what
+ * `kheo history` prints on a node.
  */
 #include "cli.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char line[] =
 	"audit export GITDIR | audit verify GITDIR [--backdate-days N] | "
 	"audit replay GITDIR (--until DATE | --received-until DATE) "
-	"[--out DIR]";
+	"[--out DIR] | audit log|blame GITDIR TABLE ID [--until DATE | "
+	"--received-until DATE]";
 
 static int export(cli *c)
 {
@@ -161,40 +174,55 @@ static int verify(cli *c)
 	return rc;
 }
 
-static int replay(cli *c)
+/* --until DATE | --received-until DATE (at most one), and --out DIR
+ * when `out` is not NULL, from argv[from] on; EXIT_USAGE for anything
+ * else, with the bad date named. */
+static int replay_args(cli *c, int from, kheo_replay_mode *mode,
+	int64_t *until, const char **out)
 {
-	kheo_replay_mode mode = 0;
-	kheo_audit_stats st;
-	kheo_audit *a = NULL;
-	const char *out = NULL, *date = NULL;
-	char *json = NULL;
-	int64_t until;
-	int i, rc = EXIT_OK;
+	const char *date = NULL;
+	int i;
 
-	if (c->argc < 3)
-		return cli_usage(line);
-	for (i = 3; i < c->argc; i++) {
-		if (i + 1 < c->argc && strcmp(c->argv[i], "--out") == 0 &&
-		    !out) {
-			out = c->argv[++i];
-		} else if (i + 1 < c->argc && !mode &&
+	*mode = 0;
+	for (i = from; i < c->argc; i++) {
+		if (out && i + 1 < c->argc &&
+		    strcmp(c->argv[i], "--out") == 0 && !*out) {
+			*out = c->argv[++i];
+		} else if (i + 1 < c->argc && !*mode &&
 			   (strcmp(c->argv[i], "--until") == 0 ||
 			    strcmp(c->argv[i], "--received-until") == 0)) {
-			mode = c->argv[i][2] == 'u' ? KHEO_REPLAY_CLOCK
-						    : KHEO_REPLAY_RECEIVED;
+			*mode = c->argv[i][2] == 'u' ? KHEO_REPLAY_CLOCK
+						     : KHEO_REPLAY_RECEIVED;
 			date = c->argv[++i];
 		} else {
 			return cli_usage(line);
 		}
 	}
-	if (!mode)
-		return cli_usage(line);
-	if (kheo_audit_parse_time(&until, date) < 0) {
-		fprintf(stderr, "kheo: audit replay: \"%s\" is not a date "
+	if (date && kheo_audit_parse_time(until, date) < 0) {
+		fprintf(stderr, "kheo: audit %s: \"%s\" is not a date "
 			"(2024-05-01, 2024-05-01T10:30:00Z, "
-			"2024-05-01T17:30+07:00 or @MS)\n", date);
+			"2024-05-01T17:30+07:00 or @MS)\n", c->argv[1], date);
 		return EXIT_USAGE;
 	}
+	return EXIT_OK;
+}
+
+static int replay(cli *c)
+{
+	kheo_replay_mode mode;
+	kheo_audit_stats st;
+	kheo_audit *a = NULL;
+	const char *out = NULL;
+	char *json = NULL;
+	int64_t until;
+	int rc;
+
+	if (c->argc < 3)
+		return cli_usage(line);
+	if ((rc = replay_args(c, 3, &mode, &until, &out)) != EXIT_OK)
+		return rc;
+	if (!mode)
+		return cli_usage(line);
 	if (kheo_audit_open(&a, c->argv[2], NULL) < 0 ||
 	    kheo_audit_replay(a, mode, until, out, out ? NULL : &json,
 		    &st) < 0) {
@@ -212,6 +240,82 @@ static int replay(cli *c)
 	return rc;
 }
 
+/* Remove a folder and everything in it (the scratch replay). */
+static void remove_tree(const char *path)
+{
+	struct stat sb;
+	struct dirent *e;
+	DIR *d;
+
+	if (lstat(path, &sb) != 0)
+		return;
+	if (S_ISDIR(sb.st_mode) && (d = opendir(path))) {
+		while ((e = readdir(d))) {
+			char sub[4096];
+
+			if (strcmp(e->d_name, ".") == 0 ||
+			    strcmp(e->d_name, "..") == 0)
+				continue;
+			if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path,
+				    e->d_name) < sizeof(sub))
+				remove_tree(sub);
+		}
+		closedir(d);
+		rmdir(path);
+	} else {
+		unlink(path);
+	}
+}
+
+/* audit log and audit blame: the record's history in the mirror's
+ * replayed state (by default the whole of it, as the node received it) */
+static int record_history(cli *c, int blame)
+{
+	kheo_replay_mode mode;
+	kheo_audit_stats st;
+	kheo_audit *a = NULL;
+	kheo_db *db = NULL;
+	const char *tmp = getenv("TMPDIR");
+	char scratch[4096], *json = NULL;
+	int64_t until = INT64_MAX;
+	int rc;
+
+	if (c->argc < 5)
+		return cli_usage(line);
+	if ((rc = replay_args(c, 5, &mode, &until, NULL)) != EXIT_OK)
+		return rc;
+	if (!mode)
+		mode = KHEO_REPLAY_RECEIVED;
+	snprintf(scratch, sizeof(scratch), "%s/kheo-audit-%s-XXXXXX",
+		tmp && *tmp ? tmp : "/tmp", c->argv[1]);
+	if (!mkdtemp(scratch)) {
+		fprintf(stderr, "kheo: audit %s: %s: %s\n", c->argv[1],
+			scratch, strerror(errno));
+		return EXIT_REFUSED;
+	}
+	if (kheo_audit_open(&a, c->argv[2], NULL) < 0 ||
+	    kheo_audit_replay(a, mode, until, scratch, NULL, &st) < 0) {
+		fprintf(stderr, "kheo: audit %s: %s\n", c->argv[1],
+			kheo_audit_errmsg(a));
+		rc = EXIT_REFUSED;
+	} else {
+		cli rc_cli = *c;
+		kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
+
+		rc_cli.dir = scratch;
+		if (kheo_db_open(&db, scratch, &o) < 0 ||
+		    kheo_history_json(db, &json, c->argv[3], c->argv[4]) < 0)
+			rc = cli_fail(db, c->argv[1]);
+		else
+			rc = cli_output(&rc_cli, json,
+				blame ? blame_plain : history_plain);
+		kheo_db_close(db);
+	}
+	kheo_audit_free(a);
+	remove_tree(scratch);
+	return rc;
+}
+
 int cmd_audit(cli *c)
 {
 	if (c->argc >= 2 && strcmp(c->argv[1], "export") == 0)
@@ -220,5 +324,9 @@ int cmd_audit(cli *c)
 		return verify(c);
 	if (c->argc >= 2 && strcmp(c->argv[1], "replay") == 0)
 		return replay(c);
+	if (c->argc >= 2 && strcmp(c->argv[1], "log") == 0)
+		return record_history(c, 0);
+	if (c->argc >= 2 && strcmp(c->argv[1], "blame") == 0)
+		return record_history(c, 1);
 	return cli_usage(line);
 }

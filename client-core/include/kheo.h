@@ -292,6 +292,25 @@ KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
 	const kheo_assign *where, size_t nwhere, const char *search);
 
 /*
+ * Every write the record has seen, oldest first, and which of them hold:
+ * a JSON object {"table", "id", "unit", "writes": [...]}.  Each write has
+ * "time" (its clock, ISO 8601 UTC) and "clock" (the hybrid clock), "field",
+ * "op" (put, set, add, remove, delete), "value", "author" (key, hex),
+ * "changeset" (id, hex; null and "pending": true for an edit not yet
+ * sealed), "useq", "cs_unit", "role" (the author's role when it was
+ * applied), "applied", and "state": "holds" (what reads show, or a member
+ * of the set shown), "competing" (in conflict with the holder), "foreign"
+ * (never wins: another unit's changeset, or a collector's edit of a
+ * recognised record), "superseded" (with "superseded_by": the time and
+ * changeset of the first write that did), or "applied" (a remove).
+ * Writes that lost the merge are here, which a mirror's git history, of
+ * shown states only, cannot tell.  KHEO_ENOTFOUND when the node holds no
+ * such record.
+ */
+KHEO_EXTERN int kheo_history_json(kheo_db *db, char **out, const char *table,
+	const char *id);
+
+/*
  * Reports: counts of live models grouped as asked, computed on the
  * materialised tables (DESIGN.md's schema: `model` and `visit`).
  *
