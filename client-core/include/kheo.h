@@ -744,7 +744,9 @@ typedef struct kheo_audit_finding {
 	kheo_audit_severity severity;
 	const char *kind;   /* "edited", "added", "removed", "changeset",
 			     * "history", "dates", "message", "chain-gap",
-			     * "rejected", "equivocation", "back-dated" */
+			     * "rejected", "equivocation", "back-dated",
+			     * "taken-back" (a revocation took back a
+			     * changeset mirrored before it) */
 	size_t seq;         /* the commit's place in the history (1 is the
 			     * first), 0 when it concerns no one commit */
 	const char *commit; /* its id (hex), "" when none */

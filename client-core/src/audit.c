@@ -202,6 +202,8 @@ typedef struct mirror {
 	size_t ncommits;
 	size_t seq;               /* commits stepped through */
 	int64_t last_applied;
+	int64_t quarantined;      /* verify: the rebuild's quarantine rows
+				   * seen so far (kheo_quarantine.n) */
 	int trees;                /* build trees (export, verify) */
 	int in_verify;
 	int used;                 /* verify or replay ran */
@@ -1203,6 +1205,28 @@ static void cs_path(char out[96], const uint8_t id[KHEO_ID_SIZE])
  * that does not open is refused (KHEO_EPROTO, why in o->why) and changes
  * nothing.  `applied`: when the mirrored node applied it.
  */
+/* What became of the changeset `id` in the rebuild: 0 applied, 1 held,
+ * 2 rejected (no row: it went to quarantine), or an error. */
+static int own_fate(mirror *m, const uint8_t *id)
+{
+	sqlite3_stmt *q = mprep(m, "SELECT state FROM kheo_cs WHERE id = ?1");
+	int rc, fate;
+
+	if (!q)
+		return merr(m, KHEO_ERROR, "rebuild: %s",
+			sqlite3_errmsg(m->scratch->sql));
+	sqlite3_bind_blob(q, 1, id, KHEO_ID_SIZE, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		fate = sqlite3_column_int(q, 0) == 0 ? 0 : 1;
+	else if (rc == SQLITE_DONE)
+		fate = 2;
+	else
+		fate = serr(m, kheo__sqlerr(m->scratch, rc, "fate"));
+	sqlite3_reset(q);
+	return fate;
+}
+
 static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 	int64_t applied, size_t seq, step_out *o)
 {
@@ -1254,17 +1278,23 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		serr(m, err);
 		goto done;
 	}
+	/* The stats count what this changeset did to others too: a
+	 * revocation that takes back a changeset applied before counts that
+	 * one as rejected.  This changeset's own fate is its row. */
 	if (stats.duplicate) {
 		o->verdict = 3;
-	} else if (stats.rejected) {
+	} else if ((err = own_fate(m, o->id)) < 0) {
+		goto done;
+	} else if (err == 2) {
 		o->verdict = 2;
 		snprintf(o->why, sizeof(o->why), "rejected");
-	} else if (stats.held) {
+	} else if (err == 1) {
 		o->verdict = 1;
 	} else {
 		m->st.changesets += 1 + stats.released;
 		m->st.ops += stats.ops;
 	}
+	err = KHEO_OK;
 	if (o->verdict == 1 || o->verdict == 2) {
 		sqlite3_stmt *q;
 
@@ -1563,6 +1593,45 @@ static int same_person(const git_signature *a, const git_signature *b)
 }
 
 /*
+ * Changesets this commit's changeset took back: a revocation that reached
+ * the node after it had applied (and mirrored) later changesets of the
+ * revoked key.  The history stays as it was, and this commit's tree drops
+ * their effects; an auditor is told which ones, and where they were.
+ */
+static int taken_back(mirror *m, size_t seq, const git_oid *oid)
+{
+	sqlite3_stmt *q = mprep(m, "SELECT q.n, q.detail, s.seq,"
+		" s.commit_id, q.id FROM kheo_quarantine q LEFT JOIN audit_seq"
+		" s ON s.id = q.id WHERE q.n > ?1 ORDER BY q.n");
+	int rc;
+
+	if (!q)
+		return merr(m, KHEO_ERROR, "rebuild: %s",
+			sqlite3_errmsg(m->scratch->sql));
+	sqlite3_bind_int64(q, 1, m->quarantined);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		char path[96];
+		const void *id = sqlite3_column_blob(q, 4);
+
+		m->quarantined = sqlite3_column_int64(q, 0);
+		/* only what was applied before: a mirrored commit of its own */
+		if (sqlite3_column_type(q, 2) == SQLITE_NULL || !id ||
+		    sqlite3_column_bytes(q, 4) != KHEO_ID_SIZE)
+			continue;
+		cs_path(path, id);
+		finding(m, KHEO_AUDIT_WARNING, "taken-back", seq, oid, path,
+			"this commit takes back the changeset mirrored at "
+			"commit %lld (%.12s): %s",
+			(long long)sqlite3_column_int64(q, 2),
+			(const char *)sqlite3_column_text(q, 3),
+			(const char *)sqlite3_column_text(q, 1));
+	}
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? KHEO_OK
+				 : serr(m, kheo__sqlerr(m->scratch, rc, "fate"));
+}
+
+/*
  * Check one commit of the history: step its changeset through the
  * rebuild and compare what kheo would have written with what is there.
  * Findings are reported; an error return means the check itself could
@@ -1665,6 +1734,8 @@ static int check_commit(mirror *m, size_t i, int check)
 		finding(m, KHEO_AUDIT_ERROR, "rejected", seq, oid, path,
 			"the rebuild rejects this changeset, which the node "
 			"applied: %s", o.why);
+	if (check && (err = taken_back(m, seq, oid)) < 0)
+		goto done;
 	if (!check || !m->trees)
 		goto done;
 	if (git_oid_equal(&o.tree, git_commit_tree_id(c)))
