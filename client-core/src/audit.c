@@ -132,6 +132,7 @@ KHEO_EXTERN int kheo_audit_parse_time(int64_t *out, const char *text)
 }
 
 #ifndef KHEO_NO_AUDIT
+#include "audit_sign.h"
 
 #include <git2.h>
 #include <git2/sys/mempack.h>
@@ -150,7 +151,7 @@ static void iso_ms(char out[32], int64_t ms)
 
 /* 2: record files and changesets sharded by their first hex digits, so
  * that a commit rewrites small directories (1 had UNIT/TABLE/ID.json) */
-#define MIRROR_FORMAT 2
+#define MIRROR_FORMAT 3 /* 3: commits signed by the node (audit_sign.c) */
 #define MIRROR_REF "refs/heads/main"
 #define MIRROR_FILE "_kheo/mirror.json"
 #define SCHEMA_FILE "_kheo/schema.json"
@@ -774,6 +775,13 @@ static int ident_json(const mirror_ident *id, kheo_buf *out)
 	kheo_hex(hex, id->pk, KHEO_KEY_SIZE);
 	json_object_set_new(o, "format", json_integer(MIRROR_FORMAT));
 	json_object_set_new(o, "node", json_string(hex));
+	{
+		/* for an auditor's allowed-signers file (docs/auditor.md) */
+		char line[KHEO_SSH_KEY_MAX];
+
+		kheo__ssh_key_line(line, id->pk);
+		json_object_set_new(o, "signing_key", json_string(line));
+	}
 	json_object_set_new(o, "node_role", json_string(
 		id->role >= 1 && id->role <= 3 ? roles[id->role] : "unknown"));
 	json_object_set_new(o, "unit", json_string(id->unit));
@@ -1592,6 +1600,24 @@ static int same_person(const git_signature *a, const git_signature *b)
 	       a->when.time == b->when.time && a->when.offset == b->when.offset;
 }
 
+/* Is the commit signed by the mirrored node (audit_sign.c)?  Only it
+ * makes commits: a commit it did not sign was made or re-made by
+ * someone else, whatever else in it still checks. */
+static int check_signed(mirror *m, size_t seq, const git_oid *oid)
+{
+	char why[200];
+	int err = kheo__commit_check(m->repo, oid, m->ident.pk, why,
+		sizeof(why));
+
+	if (err == KHEO_ERROR)
+		return merr(m, KHEO_EIO, "commit %zu: %s", seq, why);
+	if (err < 0)
+		finding(m, KHEO_AUDIT_ERROR, "signature", seq, oid, "",
+			"%s: the mirrored node did not make this commit as "
+			"it is", why);
+	return KHEO_OK;
+}
+
 /*
  * Changesets this commit's changeset took back: a revocation that reached
  * the node after it had applied (and mirrored) later changesets of the
@@ -1735,6 +1761,8 @@ static int check_commit(mirror *m, size_t i, int check)
 			"the rebuild rejects this changeset, which the node "
 			"applied: %s", o.why);
 	if (check && (err = taken_back(m, seq, oid)) < 0)
+		goto done;
+	if (check && (err = check_signed(m, seq, oid)) < 0)
 		goto done;
 	if (!check || !m->trees)
 		goto done;
@@ -2336,6 +2364,11 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 	char keep[4096];
 
 	kheo__clear(db);
+	/* every commit is signed with the node's key (audit_sign.c) */
+	if (!db->sk)
+		return kheo__error(db, KHEO_EINVAL, "audit export signs the "
+			"mirror with this node's key, and it has none here "
+			"(a replayed or read-only data directory)");
 	if ((err = mirror_init(m, db, NULL)) < 0 ||
 	    (err = rebuild_paths(m, gitdir, keep, sizeof(keep))) < 0)
 		goto done;
@@ -2510,11 +2543,9 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 			if ((rc = git_tree_lookup(&tree, m->repo, &o.tree)) < 0 ||
 			    (have_tip && (rc = git_commit_lookup(&pc, m->repo,
 						  &tip)) < 0) ||
-			    (rc = git_commit_create(&commit, m->repo, NULL,
-				     o.author, me, NULL,
-				     (const char *)o.msg.p, tree,
-				     have_tip ? 1 : 0,
-				     (const git_commit **)&pc)) < 0)
+			    (rc = kheo__commit_signed(&commit, m->repo,
+				     o.author, me, (const char *)o.msg.p, tree,
+				     pc, db->pk, db->sk)) < 0)
 				err = gerr(m, rc, "commit");
 		}
 		git_tree_free(tree);
