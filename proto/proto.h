@@ -190,6 +190,9 @@ typedef enum kheo_op_kind {
 	KHEO_OP_DELETE = 5, /* set the hidden _deleted field */
 } kheo_op_kind;
 
+/* "put", "set", "add", "remove", "delete"; "unknown" otherwise. */
+const char *kheo_op_name(int kind);
+
 /* An op id: (hybrid clock, author key).  key points at 32 bytes. */
 typedef struct kheo_opid {
 	uint64_t clock;

@@ -1046,18 +1046,6 @@ static void receipt_of(mirror *m, const kheo_changeset *cs, char *out,
 	sqlite3_reset(st);
 }
 
-static const char *op_name(int kind)
-{
-	switch (kind) {
-	case KHEO_OP_PUT: return "put";
-	case KHEO_OP_SET: return "set";
-	case KHEO_OP_ADD: return "add";
-	case KHEO_OP_REMOVE: return "remove";
-	case KHEO_OP_DELETE: return "delete";
-	}
-	return "op";
-}
-
 static void put_line(kheo_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -1097,7 +1085,7 @@ static void message(mirror *m, const kheo_changeset *cs,
 
 		kheo_hex(rec, op->record, 4);
 		n += (size_t)snprintf(summary + n, sizeof(summary) - n,
-			"%s %s %s %s", i ? "," : "", op_name(op->kind),
+			"%s %s %s %s", i ? "," : "", kheo_op_name(op->kind),
 			op->table, rec);
 		if (op->kind != KHEO_OP_PUT && op->kind != KHEO_OP_DELETE &&
 		    op->nfields == 1 && n < sizeof(summary))

@@ -114,6 +114,21 @@ static int str_is(const uint8_t *p, size_t n, const char *s)
 	return p && n == strlen(s) && memcmp(p, s, n) == 0;
 }
 
+/* A public key or a signature: string(string("ssh-ed25519") string(want
+ * bytes)) read from w; NULL when it is anything else. */
+static const uint8_t *get_ed25519(wire *w, size_t want)
+{
+	size_t n;
+	const uint8_t *p = get_str(w, &n), *type, *body;
+	wire in = { p, n, w->bad };
+
+	type = get_str(&in, &n);
+	if (!str_is(type, n, "ssh-ed25519"))
+		return NULL;
+	body = get_str(&in, &n);
+	return in.bad || in.n || n != want ? NULL : body;
+}
+
 /* ------------------------------------------------------------ signing */
 
 void kheo__ssh_key_line(char out[KHEO_SSH_KEY_MAX], const uint8_t *pk)
@@ -266,8 +281,8 @@ int kheo__commit_check(git_repository *repo, const git_oid *id,
 	git_buf sigtext = { 0 }, data = { 0 };
 	kheo_buf raw = { 0 }, blob = { 0 };
 	const uint8_t *p, *key, *ed;
-	size_t n, klen, edlen;
-	wire w, k, s;
+	size_t n;
+	wire w;
 	int rc, err;
 
 	rc = git_commit_extract_signature(&sigtext, &data, repo,
@@ -296,15 +311,7 @@ int kheo__commit_check(git_repository *repo, const git_oid *id,
 		err = WHY("its signature is not SSHSIG version 1");
 		goto done;
 	}
-	p = get_str(&w, &n);
-	k.p = p;
-	k.n = n;
-	k.bad = w.bad;
-	key = NULL;
-	p = get_str(&k, &klen);
-	if (str_is(p, klen, "ssh-ed25519"))
-		key = get_str(&k, &klen);
-	if (!key || klen != KHEO_KEY_SIZE || k.n) {
+	if (!(key = get_ed25519(&w, KHEO_KEY_SIZE))) {
 		err = WHY("it is signed with a key that is not Ed25519");
 		goto done;
 	}
@@ -327,15 +334,8 @@ int kheo__commit_check(git_repository *repo, const git_oid *id,
 		err = WHY("its signature does not hash with sha512");
 		goto done;
 	}
-	p = get_str(&w, &n);
-	s.p = p;
-	s.n = n;
-	s.bad = w.bad;
-	ed = NULL;
-	p = get_str(&s, &edlen);
-	if (str_is(p, edlen, "ssh-ed25519"))
-		ed = get_str(&s, &edlen);
-	if (w.bad || w.n || !ed || edlen != crypto_sign_BYTES || s.n) {
+	ed = get_ed25519(&w, crypto_sign_BYTES);
+	if (w.bad || w.n || !ed) {
 		err = WHY("its signature is malformed");
 		goto done;
 	}

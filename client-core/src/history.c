@@ -19,18 +19,6 @@
 #include <jansson.h>
 #include <string.h>
 
-static const char *op_word(int kind)
-{
-	switch (kind) {
-	case KHEO_OP_PUT: return "put";
-	case KHEO_OP_SET: return "set";
-	case KHEO_OP_ADD: return "add";
-	case KHEO_OP_REMOVE: return "remove";
-	case KHEO_OP_DELETE: return "delete";
-	}
-	return "unknown";
-}
-
 static json_t *hex_json(const void *p, size_t n)
 {
 	char hex[2 * KHEO_KEY_SIZE + 1];
@@ -138,7 +126,7 @@ static int op_writes(kheo_db *db, const uint8_t *rid,
 			kheo__time_json((int64_t)(clock >> 16)));
 		json_object_set_new(w, "clock", json_integer((json_int_t)clock));
 		json_object_set_new(w, "field", json_string(field));
-		json_object_set_new(w, "op", json_string(op_word(kind)));
+		json_object_set_new(w, "op", json_string(kheo_op_name(kind)));
 		json_object_set_new(w, "value", kheo__value_json(&v));
 		put_changeset(w, st, 6);
 		/* a pending edit's author is this node */

@@ -18,13 +18,7 @@ set -u
 ROOT=$(pwd)
 . "$ROOT/tests/integration/lib/cli.sh"
 cli_setup mirror-signed
-for tool in git ssh-keygen; do
-	if ! command -v $tool >/dev/null 2>&1; then
-		echo "1..1"
-		echo "not ok 1 - $tool is missing (make deps installs it)"
-		exit 1
-	fi
-done
+cli_need git ssh-keygen
 export GIT_CONFIG_NOSYSTEM=1 HOME="$T" GIT_AUTHOR_NAME=x \
 	GIT_AUTHOR_EMAIL=x@x GIT_COMMITTER_NAME=x GIT_COMMITTER_EMAIL=x@x
 
@@ -55,12 +49,12 @@ gv() { # COMMIT [REPO]: stock git verify-commit with that key
 		-c gpg.ssh.allowedSignersFile="$T/allowed" verify-commit "$1" \
 		>"$T/gv" 2>&1
 }
-st=0 n=0
+st=0 ncommits=0
 for c in $(git -C m.git rev-list main); do
-	n=$((n + 1))
+	ncommits=$((ncommits + 1))
 	gv "$c" || st=1
 done
-check "stock git verify-commit accepts each of the $n commits" $st "$(head -c 300 "$T/gv")"
+check "stock git verify-commit accepts each of the $ncommits commits" $st "$(head -c 300 "$T/gv")"
 run audit verify m.git
 check "kheo audit verify passes" $rc "$(out1) $(err1)"
 

@@ -15,11 +15,7 @@ set -u
 ROOT=$(pwd)
 . "$ROOT/tests/integration/lib/daemon.sh"
 daemon_setup mirrord
-if ! command -v git >/dev/null 2>&1; then
-	echo "1..1"
-	echo "not ok 1 - no git"
-	exit 1
-fi
+cli_need git
 
 # count FILE PATTERN: lines of FILE matching PATTERN
 count() { c=$(grep -c -- "$2" "$1" 2>/dev/null); echo "${c:-0}"; }

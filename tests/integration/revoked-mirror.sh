@@ -16,11 +16,7 @@ set -u
 ROOT=$(pwd)
 . "$ROOT/tests/integration/lib/cli.sh"
 cli_setup revoked-mirror
-if ! command -v git >/dev/null 2>&1; then
-	echo "1..1"
-	echo "not ok 1 - git is missing"
-	exit 1
-fi
+cli_need git
 export GIT_CONFIG_NOSYSTEM=1 HOME="$T"
 
 U=dak-nong/cu-jut/ea-po

@@ -7,6 +7,8 @@
 #                    (KHEO_KEEP=1 keeps it), when every process in $PIDS
 #                    is killed too; a TAP failure and exit when $KHEO is
 #                    not built
+#   cli_need TOOL... a TAP failure and exit unless every TOOL is on the
+#                    PATH (make deps installs them)
 #   run ARGS...      kheo with stdout in $T/out, stderr in $T/err, status
 #                    in $rc
 #   k ARGS...        kheo, its output as it comes
@@ -50,6 +52,16 @@ cli_setup() {
 		echo "not ok 1 - $KHEO is not built (make $BUILD/kheo)"
 		exit 1
 	fi
+}
+
+cli_need() {
+	for cli_tool in "$@"; do
+		if ! command -v "$cli_tool" >/dev/null 2>&1; then
+			echo "1..1"
+			echo "not ok 1 - $cli_tool is missing (make deps installs it)"
+			exit 1
+		fi
+	done
 }
 
 run() {
