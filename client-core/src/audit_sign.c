@@ -23,7 +23,6 @@
  * (`git verify-commit`, `git log --show-signature`), and kheo audit
  * verify does the same with libsodium.
  */
-#ifndef KHEO_NO_AUDIT
 #include "audit_sign.h"
 #include "alloc.h"
 
@@ -162,7 +161,7 @@ static void signed_blob(kheo_buf *b, const uint8_t *data, size_t n)
 }
 
 /* The armoured signature of `data` by (pk, sk), NUL-terminated in out. */
-static int sshsig(kheo_buf *out, const uint8_t *data, size_t n,
+int kheo__sshsig_sign(kheo_buf *out, const uint8_t *data, size_t n,
 	const uint8_t *pk, const uint8_t *sk)
 {
 	kheo_buf blob = { 0 }, sig = { 0 }, wire_sig = { 0 };
@@ -214,32 +213,6 @@ done:
 	return err;
 }
 
-int kheo__commit_signed(git_oid *out, git_repository *repo,
-	const git_signature *author, const git_signature *committer,
-	const char *message, const git_tree *tree, const git_commit *parent,
-	const uint8_t *pk, const uint8_t *sk)
-{
-	git_buf content = { 0 };
-	kheo_buf sig = { 0 };
-	int rc;
-
-	rc = git_commit_create_buffer(&content, repo, author, committer, NULL,
-		message, tree, parent ? 1 : 0, parent ? &parent : NULL);
-	if (rc < 0)
-		return rc;
-	if (sshsig(&sig, (const uint8_t *)content.ptr, content.size, pk,
-		    sk) < 0) {
-		git_error_set_oom();
-		rc = GIT_ERROR;
-	} else {
-		rc = git_commit_create_with_signature(out, repo, content.ptr,
-			(const char *)sig.p, "gpgsig");
-	}
-	git_buf_dispose(&content);
-	kheo_buf_free(&sig);
-	return rc;
-}
-
 /* ----------------------------------------------------------- checking */
 
 #define WHY(...) (snprintf(why, why_len, __VA_ARGS__), KHEO_ECORRUPT)
@@ -275,28 +248,16 @@ static int unarmor(kheo_buf *raw, const char *text, size_t len)
 	return 0;
 }
 
-int kheo__commit_check(git_repository *repo, const git_oid *id,
-	const uint8_t *pk, char *why, size_t why_len)
+int kheo__sshsig_check(const char *armored, size_t len, const uint8_t *data,
+	size_t n_data, const uint8_t *pk, char *why, size_t why_len)
 {
-	git_buf sigtext = { 0 }, data = { 0 };
 	kheo_buf raw = { 0 }, blob = { 0 };
 	const uint8_t *p, *key, *ed;
 	size_t n;
 	wire w;
-	int rc, err;
+	int err;
 
-	rc = git_commit_extract_signature(&sigtext, &data, repo,
-		(git_oid *)id, NULL);
-	if (rc == GIT_ENOTFOUND) {
-		snprintf(why, why_len, "the commit is not signed");
-		return KHEO_ENOTFOUND;
-	}
-	if (rc < 0) {
-		snprintf(why, why_len, "%s", git_error_last() ?
-			git_error_last()->message : "unreadable commit");
-		return KHEO_ERROR;
-	}
-	if (unarmor(&raw, sigtext.ptr, sigtext.size) < 0) {
+	if (unarmor(&raw, armored, len) < 0) {
 		err = WHY("its signature is not an armoured SSH signature");
 		goto done;
 	}
@@ -339,7 +300,7 @@ int kheo__commit_check(git_repository *repo, const git_oid *id,
 		err = WHY("its signature is malformed");
 		goto done;
 	}
-	signed_blob(&blob, (const uint8_t *)data.ptr, data.size);
+	signed_blob(&blob, data, n_data);
 	if (blob.oom) {
 		err = KHEO_ENOMEM;
 		goto done;
@@ -349,10 +310,62 @@ int kheo__commit_check(git_repository *repo, const git_oid *id,
 		      : WHY("its signature does not match its bytes (the "
 			    "commit was altered after it was signed)");
 done:
-	git_buf_dispose(&sigtext);
-	git_buf_dispose(&data);
 	kheo_buf_free(&raw);
 	kheo_buf_free(&blob);
+	return err;
+}
+
+/* ------------------------------------------------------------- commits */
+
+#ifndef KHEO_NO_AUDIT
+
+int kheo__commit_signed(git_oid *out, git_repository *repo,
+	const git_signature *author, const git_signature *committer,
+	const char *message, const git_tree *tree, const git_commit *parent,
+	const uint8_t *pk, const uint8_t *sk)
+{
+	git_buf content = { 0 };
+	kheo_buf sig = { 0 };
+	int rc;
+
+	rc = git_commit_create_buffer(&content, repo, author, committer, NULL,
+		message, tree, parent ? 1 : 0, parent ? &parent : NULL);
+	if (rc < 0)
+		return rc;
+	if (kheo__sshsig_sign(&sig, (const uint8_t *)content.ptr, content.size, pk,
+		    sk) < 0) {
+		git_error_set_oom();
+		rc = GIT_ERROR;
+	} else {
+		rc = git_commit_create_with_signature(out, repo, content.ptr,
+			(const char *)sig.p, "gpgsig");
+	}
+	git_buf_dispose(&content);
+	kheo_buf_free(&sig);
+	return rc;
+}
+
+int kheo__commit_check(git_repository *repo, const git_oid *id,
+	const uint8_t *pk, char *why, size_t why_len)
+{
+	git_buf sigtext = { 0 }, data = { 0 };
+	int rc, err;
+
+	rc = git_commit_extract_signature(&sigtext, &data, repo,
+		(git_oid *)id, NULL);
+	if (rc == GIT_ENOTFOUND) {
+		snprintf(why, why_len, "the commit is not signed");
+		return KHEO_ENOTFOUND;
+	}
+	if (rc < 0) {
+		snprintf(why, why_len, "%s", git_error_last() ?
+			git_error_last()->message : "unreadable commit");
+		return KHEO_ERROR;
+	}
+	err = kheo__sshsig_check(sigtext.ptr, sigtext.size,
+		(const uint8_t *)data.ptr, data.size, pk, why, why_len);
+	git_buf_dispose(&sigtext);
+	git_buf_dispose(&data);
 	return err;
 }
 

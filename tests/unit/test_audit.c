@@ -7,8 +7,10 @@
  * neighbours; this file pins the library's own contract.
  */
 #include "nodes.h"
+#include "audit_sign.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,71 @@ static int teardown(void **state)
 	(void)state;
 	test_cleanup();
 	return 0;
+}
+
+/* ---------------------------------------------------- SSH signatures */
+
+/* Made with OpenSSH: ssh-keygen -Y sign -n git over `kat_message`, by
+ * the key whose public half is kat_key (tests/fuzz/fuzz_sshsig.c uses
+ * the same).  Ed25519 is deterministic, so it is a fixed vector. */
+static const char kat_message[] =
+	"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+	"author kat <kat@kheo> 1714559400 +0000\n"
+	"committer kat <kat@kheo> 1714559400 +0000\n"
+	"\n"
+	"kheo sshsig vector\n";
+static const char kat_key[] =
+	"f82aae6f38a0e58eba868b3ff2c341303380bd93651ed3151b4408df3427bf46";
+static const char kat_sig[] =
+	"-----BEGIN SSH SIGNATURE-----\n"
+	"U1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MTkAAAAg+Cqubzig5Y66hos/8sNBMDOAvZ\n"
+	"NlHtMVG0QI3zQnv0YAAAADZ2l0AAAAAAAAAAZzaGE1MTIAAABTAAAAC3NzaC1lZDI1NTE5\n"
+	"AAAAQKCCI4wCk3Ue2CvBKNFisL2cs2XVinc2HXli6BDbOqSTqSdsPVixrAnPF4NN+sey8V\n"
+	"BEHRfO73AXzemvNYwrHQ4=\n"
+	"-----END SSH SIGNATURE-----\n";
+
+static void ssh_keygen_signatures_check_and_ours_match_them(void **state)
+{
+	uint8_t pk[KHEO_KEY_SIZE], other[KHEO_KEY_SIZE], sk[64], seed[32];
+	const uint8_t *msg = (const uint8_t *)kat_message;
+	size_t n = sizeof(kat_message) - 1;
+	char why[200], line[KHEO_SSH_KEY_MAX];
+	kheo_buf ours = { 0 };
+
+	(void)state;
+	assert_int_equal(kheo_unhex(pk, sizeof(pk), kat_key,
+				 sizeof(kat_key) - 1), 0);
+	assert_int_equal(kheo__sshsig_check(kat_sig, sizeof(kat_sig) - 1,
+				 msg, n, pk, why, sizeof(why)), KHEO_OK);
+	/* one byte of the message changed */
+	assert_int_equal(kheo__sshsig_check(kat_sig, sizeof(kat_sig) - 1,
+				 msg, n - 1, pk, why, sizeof(why)),
+		KHEO_ECORRUPT);
+	assert_non_null(strstr(why, "does not match"));
+	/* another key */
+	memcpy(other, pk, sizeof(other));
+	other[0] ^= 1;
+	assert_int_equal(kheo__sshsig_check(kat_sig, sizeof(kat_sig) - 1,
+				 msg, n, other, why, sizeof(why)),
+		KHEO_ECORRUPT);
+	assert_non_null(strstr(why, "signed by f82aae6f38a0e58e"));
+	assert_int_equal(kheo__sshsig_check("-----BEGIN SSH SIGNATURE-----\n"
+				 "AAAA\n-----END SSH SIGNATURE-----", 63, msg,
+				 n, pk, why, sizeof(why)), KHEO_ECORRUPT);
+
+	/* ours, by a key we hold, verify the same way; the public key reads
+	 * as OpenSSH writes it */
+	memset(seed, 7, sizeof(seed));
+	crypto_sign_seed_keypair(pk, sk, seed);
+	assert_int_equal(kheo__sshsig_sign(&ours, msg, n, pk, sk), KHEO_OK);
+	assert_int_equal(kheo__sshsig_check((const char *)ours.p,
+				 ours.len - 1, msg, n, pk, why, sizeof(why)),
+		KHEO_OK);
+	assert_memory_equal(ours.p, "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH",
+		38);
+	kheo__ssh_key_line(line, pk);
+	assert_memory_equal(line, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI", 37);
+	kheo_buf_free(&ours);
 }
 
 #ifndef KHEO_NO_AUDIT /* a build without libgit2 has no mirror */
@@ -221,6 +288,8 @@ int main(void)
 	const struct CMUnitTest history[] = {
 		cmocka_unit_test_teardown(history_tells_which_writes_hold,
 			teardown),
+		cmocka_unit_test(
+			ssh_keygen_signatures_check_and_ours_match_them),
 	};
 #ifndef KHEO_NO_AUDIT
 	const struct CMUnitTest audit[] = {
