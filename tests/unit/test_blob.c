@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROVINCE "dak-nong"
-#define DISTRICT "dak-nong/cu-jut"
-#define COMMUNE "dak-nong/cu-jut/ea-po"
+#define PROVINCE TEST_PROVINCE
+#define DISTRICT TEST_DISTRICT
+#define COMMUNE TEST_COMMUNE
 #define MB (1024u * 1024)
 
 static int teardown(void **state)
@@ -32,37 +32,6 @@ static int teardown(void **state)
 	(void)state;
 	test_cleanup();
 	return 0;
-}
-
-static void enroll(test_node *issuer, test_node *n, const char *role,
-	const char *unit)
-{
-	char *req, *cert, *text, root[65];
-	json_t *o;
-
-	if (kheo_id_json(issuer->db, &text) < 0)
-		fail_msg("id: %s", kheo_errmsg(issuer->db));
-	o = json_loads(text, 0, NULL);
-	snprintf(root, sizeof(root), "%s",
-		json_string_value(json_object_get(o, "root")));
-	json_decref(o);
-	kheo_free(text);
-	if (kheo_enroll_request(n->db, &req) < 0 ||
-	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
-	    kheo_enroll_accept(n->db, cert, root) < 0)
-		fail_msg("enrol: %s / %s", kheo_errmsg(n->db),
-			kheo_errmsg(issuer->db));
-	kheo_free(req);
-	kheo_free(cert);
-}
-
-static void tiers(test_node *p, test_node *h, test_node *d)
-{
-	node_make(p, "p", PROVINCE, KHEO_NODE_PROVINCE);
-	node_make(h, "h", DISTRICT, KHEO_NODE_HUB);
-	enroll(p, h, "hub", DISTRICT);
-	node_make(d, "d", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(h, d, "collector", COMMUNE);
 }
 
 typedef struct link {
@@ -344,7 +313,7 @@ static void bad_chunks_are_refused_and_nothing_stored(void **state)
 	int z, completed;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 200000, 11, a);
 	attach(&d, id, "photos", 200000, 12, b);
@@ -444,7 +413,7 @@ static void damaged_chunk_in_a_session_is_refused(void **state)
 	int c;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 150000, 21, a);
 	attach(&d, id, "photos", 150000, 22, b);
@@ -486,7 +455,7 @@ static void twenty_megabytes_of_photos_survive_cuts(void **state)
 	int r, k, hop;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	for (r = 0; r < NREC; r++) {
 		char name[64];
 
@@ -561,9 +530,9 @@ static void no_blobs_device_sees_metadata_and_lists_missing(void **state)
 	json_t *rec;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_make(&d2, "d2", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(&h, &d2, "collector", COMMUNE);
+	node_enroll(&h, &d2, "collector", COMMUNE);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 100000, 31, a);
 	attach(&d, id, "decision_scan", 90000, 32, scan);
@@ -619,7 +588,7 @@ static void hub_caps_blob_bytes_and_scans_come_first(void **state)
 	int sessions = 0;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 600000, 41, a);
 	attach(&d, id, "decision_scan", 150000, 42, scan);
@@ -655,7 +624,7 @@ static void bundles_carry_blobs(void **state)
 	uint8_t *back, *orig;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id1, "model", "name=Mô hình 1", "unit=" COMMUNE, NULL);
 	attach(&d, id1, "photos", 300000, 51, a);
 	snprintf(path, sizeof(path), "%s/one.khb", test_scratch());
