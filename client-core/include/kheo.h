@@ -646,6 +646,10 @@ typedef struct kheo_session_stats {
 	uint64_t blob_bytes_in, blob_bytes_out;
 	size_t blobs_completed, blobs_refused, blobs_left;
 	char blob_error[256];
+	/* the sync version the peer's HELLO gave (docs/protocol.md 12.2);
+	 * below 2 the peer knows no blobs, so none moved either way and
+	 * blobs_left counts what this side still lacks */
+	unsigned peer_version;
 } kheo_session_stats;
 
 /* A session on `db`.  KHEO_EINVAL for bad options; KHEO_EAUTH when this
