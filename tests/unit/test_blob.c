@@ -437,6 +437,292 @@ static void damaged_chunk_in_a_session_is_refused(void **state)
 	node_close(&d);
 }
 
+/* ------------------------------------------- a peer that breaks the rules */
+
+/* What a broken device does to the messages it sends (tamper, below). */
+typedef struct breakage {
+	int what;
+	int done;                          /* times it broke something */
+	uint8_t other[32];                 /* a hash nobody asked for */
+	uint8_t *big;                      /* data above the limit */
+} breakage;
+
+enum { UNASKED_CHUNK = 1, HAVE_UNNAMED, CHUNK_TOO_BIG, CHUNK_FLIPPED,
+       END_IN_V1 };
+
+static int tamper(void *arg, kheo_msg *m)
+{
+	breakage *b = arg;
+
+	if (b->done)
+		return 0; /* once: then it behaves */
+	switch (b->what) {
+	case UNASKED_CHUNK:
+		/* a chunk of another blob than the one the hub asked
+		 * for: one no record names */
+		if (m->type == KHEO_MSG_CHUNK && (b->done = 1))
+			memcpy(m->blob.hash, b->other, 32);
+		break;
+	case HAVE_UNNAMED:
+		/* a blob no record in the session's scope names */
+		if (m->type == KHEO_MSG_HAVE && m->want.n && (b->done = 1))
+			m->want.hashes = b->other;
+		break;
+	case CHUNK_TOO_BIG:
+		if (m->type == KHEO_MSG_CHUNK && (b->done = 1)) {
+			m->blob.z = 1;
+			m->blob.p = b->big;
+			m->blob.n = KHEO_SYNC_BLOB_CHUNK +
+				    KHEO_SYNC_CHUNK_SLACK + 1;
+		}
+		break;
+	case CHUNK_FLIPPED:
+		if (m->type == KHEO_MSG_CHUNK && (b->done = 1)) {
+			memcpy(b->big, m->blob.p, m->blob.n);
+			b->big[m->blob.n / 2] ^= 0x20;
+			m->blob.p = b->big;
+		}
+		break;
+	}
+	return 0;
+}
+
+/*
+ * A session from device c, which breaks the protocol as b says, to hub
+ * s, in one process; both sides' final states and errors.
+ */
+static void run_broken(test_node *c, test_node *s, breakage *b,
+	unsigned client_version, kheo_session_state *cstate,
+	kheo_session_state *sstate, kheo_session_stats *sst, char *serr)
+{
+	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session *a, *h;
+	int rounds, injected = 0;
+
+	co.initiator = 1;
+	if (kheo_session_new(&a, c->db, &co) < 0 ||
+	    kheo_session_new(&h, s->db, &so) < 0)
+		fail_msg("session: %s / %s", kheo_errmsg(c->db),
+			kheo_errmsg(s->db));
+	if (client_version)
+		kheo__session_speak(a, client_version);
+	if (b)
+		kheo__session_tamper(a, tamper, b);
+	for (rounds = 0; rounds < 100000; rounds++) {
+		int moved = 0, side;
+
+		/* END_IN_V1: once the device's HELLO is out, an END the
+		 * version it spoke does not have */
+		if (b && b->what == END_IN_V1 && !injected &&
+		    kheo_session_status(a, NULL) == KHEO_SESSION_SYNCING) {
+			kheo_msg m = { .type = KHEO_MSG_END };
+
+			kheo__session_inject(a, &m);
+			injected = b->done = 1;
+		}
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? h : a, *to = side ? a : h;
+			const uint8_t *p;
+			uint8_t *copy;
+			size_t n;
+
+			kheo_session_output(from, &p, &n);
+			if (!n)
+				continue;
+			copy = malloc(n);
+			memcpy(copy, p, n);
+			kheo_session_sent(from, n);
+			kheo_session_input(to, copy, n);
+			free(copy);
+			moved = 1;
+		}
+		if (!moved)
+			break;
+	}
+	*cstate = kheo_session_status(a, NULL);
+	*sstate = kheo_session_status(h, sst);
+	snprintf(serr, 400, "%s", kheo_session_error(h));
+	kheo_session_free(a);
+	kheo_session_free(h);
+}
+
+/* The hub's memory of the device: how its last session ended. */
+static void last_error_of(test_node *hub, test_node *dev, char *out,
+	size_t len)
+{
+	char key[65], *text;
+	json_t *o, *peers;
+	size_t i;
+
+	out[0] = '\0';
+	node_key(dev, "key", key);
+	if (kheo_status_json(hub->db, &text) < 0)
+		fail_msg("status: %s", kheo_errmsg(hub->db));
+	o = json_loads(text, 0, NULL);
+	peers = json_object_get(o, "peers");
+	for (i = 0; i < json_array_size(peers); i++) {
+		json_t *p = json_array_get(peers, i);
+		json_t *e = json_object_get(p, "last_error");
+
+		if (strcmp(json_string_value(json_object_get(p, "key")),
+			    key) == 0 && json_is_string(e))
+			snprintf(out, len, "%s", json_string_value(e));
+	}
+	json_decref(o);
+	kheo_free(text);
+}
+
+/*
+ * A device that breaks the blob protocol in a live session, four ways:
+ * a CHUNK the hub did not ask for, a HAVE naming a blob no record in the
+ * session's scope names, a chunk above the limit, a chunk whose bytes do
+ * not match.  Each is refused with a clear error, nothing of it is
+ * stored, the hub remembers why, and the next honest session between the
+ * two brings every blob whole.
+ */
+static void peer_breaking_the_blob_protocol_is_refused(void **state)
+{
+	static const struct {
+		int what;
+		int session_fails;     /* else: that blob refused, rest goes on */
+		const char *error;
+	} cases[] = {
+		{ UNASKED_CHUNK, 1, "not asked for" },
+		{ HAVE_UNNAMED, 1, "HAVE names a blob we did not ask for" },
+		{ CHUNK_TOO_BIG, 1, "above the limit" },
+		{ CHUNK_FLIPPED, 0, "do not match its hash" },
+	};
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		test_node p, h, d;
+		breakage b = { .what = cases[k].what };
+		kheo_session_state cst, sst;
+		kheo_session_stats ss;
+		char id[KHEO_RECORD_HEX + 1], a[65], c[65], other[65];
+		char serr[400], last[400];
+		link l = { 0 };
+
+		node_tiers(&p, &h, &d);
+		node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE,
+			NULL);
+		attach(&d, id, "photos", 150000, 41, a);
+		attach(&d, id, "photos", 70000, 42, c);
+		/* a blob the device holds that no record names */
+		{
+			char id2[KHEO_RECORD_HEX + 1], rm[80];
+
+			node_put(&d, id2, "model", "name=Khác",
+				"unit=" COMMUNE, NULL);
+			attach(&d, id2, "photos", 60000, 43, other);
+			snprintf(rm, sizeof(rm), "photos-=%s", other);
+			node_set(&d, "model", id2, rm);
+		}
+		kheo_unhex(b.other, 32, other, 64);
+		b.big = calloc(1, KHEO_SYNC_BLOB_CHUNK +
+					  KHEO_SYNC_CHUNK_SLACK + 1);
+		run_broken(&d, &h, &b, 0, &cst, &sst, &ss, serr);
+		assert_int_equal(b.done, 1);
+		if (cases[k].session_fails) {
+			assert_int_equal(sst, KHEO_SESSION_FAILED);
+			assert_int_equal(cst, KHEO_SESSION_FAILED);
+			if (!strstr(serr, cases[k].error))
+				fail_msg("case %zu: %s", k, serr);
+			last_error_of(&h, &d, last, sizeof(last));
+			assert_non_null(strstr(last, cases[k].error));
+		} else {
+			assert_int_equal(sst, KHEO_SESSION_DONE);
+			assert_int_equal(ss.blobs_refused, 1);
+			assert_non_null(strstr(ss.blob_error,
+				cases[k].error));
+		}
+		/* nothing of what was refused is kept; never the other */
+		assert_false(held_here(&h, other));
+		assert_int_equal(files_of(&h, other), 0);
+		if (cases[k].what != CHUNK_FLIPPED) {
+			assert_false(complete_here(&h, a));
+			assert_int_equal(files_of(&h, a), 0);
+		}
+		/* the records came first, and the next session heals */
+		assert_int_equal(missing_count(&h) > 0, 1);
+		run(&d, &h, &l, NULL, NULL, NULL);
+		assert_true(complete_here(&h, a));
+		assert_true(complete_here(&h, c));
+		assert_false(held_here(&h, other));
+		assert_int_equal(missing_count(&h), 0);
+		free(b.big);
+		node_close(&p);
+		node_close(&h);
+		node_close(&d);
+		test_cleanup();
+	}
+}
+
+/*
+ * Sync version 1 knows no blobs.  A device speaking it gets a clean
+ * session of records with a hub of version 2 (no blob message either
+ * way, the blobs listed as missing), and a blob message in such a
+ * session is refused naming the version; a HELLO of a version this node
+ * does not speak is refused naming both.
+ */
+static void version_1_peer_gets_records_without_blobs(void **state)
+{
+	test_node p, h, d;
+	breakage b = { .what = END_IN_V1 };
+	kheo_session_state cst, sst;
+	kheo_session_stats ss;
+	char id[KHEO_RECORD_HEX + 1], a[65], serr[400];
+	json_t *rec;
+
+	(void)state;
+	node_tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 100000, 51, a);
+	run_broken(&d, &h, NULL, 1, &cst, &sst, &ss, serr);
+	assert_int_equal(cst, KHEO_SESSION_DONE);
+	assert_int_equal(sst, KHEO_SESSION_DONE);
+	assert_int_equal(ss.peer_version, 1);
+	assert_true(ss.received > 0);
+	assert_int_equal(ss.blob_chunks_in + ss.blob_chunks_out, 0);
+	assert_int_equal(ss.blobs_left, 1);
+	rec = node_get(&h, "model", id);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+				    rec, "photos"), 0)), a);
+	json_decref(rec);
+	assert_false(held_here(&h, a));
+	assert_int_equal(missing_count(&h), 1);
+	/* an END in a version 1 session */
+	node_put(&d, id, "model", "name=Thêm", "unit=" COMMUNE, NULL);
+	run_broken(&d, &h, &b, 1, &cst, &sst, &ss, serr);
+	assert_int_equal(sst, KHEO_SESSION_FAILED);
+	assert_non_null(strstr(serr, "runs at sync version 1"));
+	/* both at version 2: the blob comes */
+	run_broken(&d, &h, NULL, 0, &cst, &sst, &ss, serr);
+	assert_int_equal(sst, KHEO_SESSION_DONE);
+	assert_int_equal(ss.peer_version, KHEO_SYNC_VERSION);
+	assert_true(complete_here(&h, a));
+	/* a HELLO of version 3 */
+	{
+		kheo_msg m = { .type = KHEO_MSG_HELLO }, back;
+		kheo_refusal why = { 0 };
+		kheo_buf buf = { 0 };
+
+		m.hello.version = 3;
+		m.hello.node_role = KHEO_NODE_DEVICE;
+		assert_int_equal(kheo_msg_encode(&buf, &m), KHEO_OK);
+		assert_true(kheo_msg_decode(&back, buf.p, buf.len, &why) < 0);
+		assert_int_equal(why.reason, KHEO_R_BAD_VERSION);
+		assert_non_null(strstr(why.msg, "sync version 3 unknown "
+						"(this node speaks 1 to 2)"));
+		kheo_buf_free(&buf);
+	}
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 /* ---------------------------------------------------------------- sync */
 
 /*
@@ -814,6 +1100,10 @@ int main(void)
 		cmocka_unit_test_teardown(
 			hub_caps_blob_bytes_and_scans_come_first, teardown),
 		cmocka_unit_test_teardown(bundles_carry_blobs, teardown),
+		cmocka_unit_test_teardown(
+			peer_breaking_the_blob_protocol_is_refused, teardown),
+		cmocka_unit_test_teardown(
+			version_1_peer_gets_records_without_blobs, teardown),
 		cmocka_unit_test_teardown(
 			twenty_megabytes_of_photos_survive_cuts, teardown),
 	};
