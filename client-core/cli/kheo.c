@@ -40,7 +40,7 @@ static const struct {
 	{ "quarantine", cmd_quarantine, "[--json]" },
 	{ "verify", cmd_verify, "" },
 	{ "digest", cmd_digest, "[--unit PREFIX]" },
-	{ "bundle", cmd_bundle, "create FILE [--for NODE_ID] | apply FILE" },
+	{ "bundle", cmd_bundle, "create FILE [--for NODE_ID] [--no-blobs] | apply FILE" },
 	{ "enroll", cmd_enroll, "request [--qr] | sign FILE|- --role ROLE "
 		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
 	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },

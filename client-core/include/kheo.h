@@ -411,6 +411,24 @@ typedef struct kheo_bundle_stats {
 KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	const char *for_node, kheo_bundle_stats *st);
 
+/* What kheo_bundle_create_ext writes. */
+typedef struct kheo_bundle_options {
+	unsigned version;
+	const char *for_node;  /* as kheo_bundle_create's; borrowed */
+	/* records only: no blob goes, and the bundle is written in format 1
+	 * (docs/protocol.md, Bundles); the receiver lists what its records
+	 * name as missing until a sync or another bundle brings it */
+	int no_blobs;
+} kheo_bundle_options;
+
+#define KHEO_BUNDLE_OPTIONS_VERSION 1
+#define KHEO_BUNDLE_OPTIONS_INIT { KHEO_BUNDLE_OPTIONS_VERSION, NULL, 0 }
+
+/* kheo_bundle_create with options; KHEO_EINVAL for an unknown options
+ * version. */
+KHEO_EXTERN int kheo_bundle_create_ext(kheo_db *db, const char *path,
+	const kheo_bundle_options *opts, kheo_bundle_stats *st);
+
 /*
  * Read a bundle.  When the file cannot be read as a whole (truncated,
  * corrupt, unknown version, bad sender signature) nothing is applied and

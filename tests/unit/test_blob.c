@@ -899,6 +899,63 @@ static void hub_caps_blob_bytes_and_scans_come_first(void **state)
 
 /* Bundles carry blobs: all of them, or with --for those named by the
  * records the bundle's changesets touch. */
+/* A bundle made with no_blobs carries the records only, in format 1: the
+ * receiver sees the record, lists its blob as missing, and a later
+ * bundle with blobs brings it. */
+static void bundle_without_blobs_carries_records_only(void **state)
+{
+	test_node p, h, d;
+	kheo_bundle_stats st;
+	kheo_bundle_options o = KHEO_BUNDLE_OPTIONS_INIT;
+	char id[KHEO_RECORD_HEX + 1], a[65], path[600];
+	json_t *rec;
+	FILE *f;
+	long size;
+
+	(void)state;
+	node_tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 300000, 61, a);
+	snprintf(path, sizeof(path), "%s/records.khb", test_scratch());
+	o.no_blobs = 1;
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_create_ext(d.db, path, &o, &st) < 0)
+		fail_msg("bundle: %s", kheo_errmsg(d.db));
+	assert_int_equal(st.blobs, 0);
+	assert_int_equal(st.blob_chunks, 0);
+	assert_true(st.changesets > 0);
+	f = fopen(path, "rb");
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	fclose(f);
+	assert_true(size < 100000); /* not the 300 kB photo */
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_apply(h.db, path, &st) < 0)
+		fail_msg("apply: %s", kheo_errmsg(h.db));
+	assert_int_equal(st.blobs, 0);
+	rec = node_get(&h, "model", id);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+				    rec, "photos"), 0)), a);
+	json_decref(rec);
+	assert_false(held_here(&h, a));
+	assert_int_equal(missing_count(&h), 1);
+	/* an unknown options version is refused, naming it */
+	o.version = 99;
+	assert_int_equal(kheo_bundle_create_ext(d.db, path, &o, NULL),
+		KHEO_EINVAL);
+	assert_non_null(strstr(kheo_errmsg(d.db), "options version"));
+	/* the same bundle with blobs brings it */
+	if (kheo_bundle_create(d.db, path, NULL, &st) < 0 ||
+	    kheo_bundle_apply(h.db, path, NULL) < 0)
+		fail_msg("bundle: %s / %s", kheo_errmsg(d.db),
+			kheo_errmsg(h.db));
+	assert_true(complete_here(&h, a));
+	assert_int_equal(missing_count(&h), 0);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 static void bundles_carry_blobs(void **state)
 {
 	test_node p, h, d;
@@ -1100,6 +1157,8 @@ int main(void)
 		cmocka_unit_test_teardown(
 			hub_caps_blob_bytes_and_scans_come_first, teardown),
 		cmocka_unit_test_teardown(bundles_carry_blobs, teardown),
+		cmocka_unit_test_teardown(
+			bundle_without_blobs_carries_records_only, teardown),
 		cmocka_unit_test_teardown(
 			peer_breaking_the_blob_protocol_is_refused, teardown),
 		cmocka_unit_test_teardown(
