@@ -165,7 +165,7 @@ json_t *node_get(test_node *n, const char *table, const char *id)
 	return j;
 }
 
-void node_key(test_node *n, const char *what, char out[65])
+void node_id_hex(test_node *n, const char *what, char out[65])
 {
 	char *text;
 	json_t *o;
@@ -183,7 +183,7 @@ void node_enroll(test_node *issuer, test_node *n, const char *role,
 {
 	char *req, *cert, root[65];
 
-	node_key(issuer, "root", root);
+	node_id_hex(issuer, "root", root);
 	if (kheo_enroll_request(n->db, &req) < 0 ||
 	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
 	    kheo_enroll_accept(n->db, cert, root) < 0)

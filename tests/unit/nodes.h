@@ -38,7 +38,7 @@ const char *node_digest(test_node *n, const char *prefix);
 #define TEST_COMMUNE "dak-nong/cu-jut/ea-po"
 
 /* A field of `kheo_id_json` ("key", "root", ...) as 64 hex digits. */
-void node_key(test_node *n, const char *what, char out[65]);
+void node_id_hex(test_node *n, const char *what, char out[65]);
 /* Enrol n offline: its request signed by `issuer` as `role` over `unit`
  * for a year, accepted with the issuer's root; fail the test on error. */
 void node_enroll(test_node *issuer, test_node *n, const char *role,

@@ -316,7 +316,7 @@ static void revoked_and_unenrolled_devices_are_refused(void **state)
 	model(&d, id, 1);
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
 		KHEO_SESSION_DONE);
-	node_key(&d, "key", key);
+	node_id_hex(&d, "key", key);
 	assert_int_equal(kheo_revoke(h.db, key, "mất máy"), KHEO_OK);
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
