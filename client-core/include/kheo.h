@@ -506,14 +506,27 @@ KHEO_EXTERN int kheo_blob_get(kheo_db *db, const char *hash,
  */
 KHEO_EXTERN int kheo_blob_missing_json(kheo_db *db, char **out);
 
+typedef struct kheo_prune_stats {
+	size_t pruned;          /* blobs removed */
+	uint64_t bytes;         /* their bytes in DIR/blobs */
+	/* whole blobs no record names, old enough, kept: the province has
+	 * not acknowledged them (no sys_blob_ack here names them) */
+	size_t unacked;
+} kheo_prune_stats;
+
 /*
- * Remove the blobs (complete or partial) that no live record names now,
- * pending edits included, and that arrived here more than `days` days
- * ago (docs/architecture.md, "Attachments", for why that is the rule).
- * *pruned and *bytes (either may be NULL) say how many and how much.
+ * Remove the blobs that no live record names now, pending edits
+ * included, and that arrived here more than `days` days ago; on any node
+ * but the province, a blob held whole goes only once the province has
+ * acknowledged it (a sys_blob_ack record, signed by the province, came
+ * with the records that named it), so the last copy never leaves a
+ * device or hub.  A partial blob goes on age alone: no record names it,
+ * so nobody will complete it.  docs/architecture.md, "Attachments", says
+ * why.  *out (may be NULL) says how many went, how much, and how many
+ * wait for the province.
  */
-KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
-	uint64_t *bytes);
+KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days,
+	kheo_prune_stats *out);
 
 /* ----------------------------------------------------------------- import */
 

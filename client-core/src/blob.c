@@ -1073,8 +1073,8 @@ static int hash_cmp(const void *a, const void *b)
 	return memcmp(a, b, KHEO_ID_SIZE);
 }
 
-KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
-	uint64_t *bytes)
+KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days,
+	kheo_prune_stats *out)
 {
 	kheo_blob_ref *v;
 	uint8_t (*named)[KHEO_ID_SIZE] = NULL, (*gone)[KHEO_ID_SIZE] = NULL;
@@ -1098,11 +1098,16 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 		qsort(named, n, KHEO_ID_SIZE, hash_cmp);
 	rc = sqlite3_prepare_v2(db->sql, "SELECT b.hash, (SELECT"
 		" coalesce(sum(zlen), 0) FROM kheo_blob_chunk c WHERE c.hash ="
-		" b.hash) FROM kheo_blob b WHERE coalesce(b.done_at, b.added) <"
-		" ?1", -1, &st, NULL);
+		" b.hash), b.done_at IS NOT NULL FROM kheo_blob b WHERE"
+		" coalesce(b.done_at, b.added) < ?1", -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		kheo__free(named);
 		return kheo__sqlerr(db, rc, "blobs");
+	/* the province is where blobs are acknowledged: it prunes by age;
+	 * any other node keeps a whole blob until the province vouched for
+	 * it (blob_ack.c) */
+	int province = db->role == KHEO_NODE_PROVINCE;
+	size_t unacked = 0;
 	}
 	sqlite3_bind_int64(st, 1, before);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1137,6 +1142,20 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 	if ((err = kheo__begin(db)) < 0) {
 		kheo__free(gone);
 		return err;
+		/* a partial blob no record names can be neither served nor
+		 * completed: age is enough */
+		if (!province && sqlite3_column_int(st, 2)) {
+			int acked = kheo__blob_acked(db, h);
+
+			if (acked < 0) {
+				rc = SQLITE_ERROR;
+				break;
+			}
+			if (!acked) {
+				unacked++;
+				continue;
+			}
+		}
 	}
 	for (i = 0; i < ngone && err == KHEO_OK; i++)
 		err = forget_rows(db, gone[i]);
@@ -1150,9 +1169,12 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 	kheo__free(gone);
 	if (err < 0)
 		return err;
-	if (pruned)
-		*pruned = count;
-	if (bytes)
-		*bytes = total;
+	if (out) {
+		out->pruned = count;
+		out->bytes = total;
+		out->unacked = unacked;
+	}
 	return KHEO_OK;
+		if (rc == SQLITE_ERROR) /* kheo__blob_acked said why */
+			return KHEO_ERROR;
 }

@@ -42,4 +42,12 @@ int kheo__blob_receive(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	uint64_t size, uint64_t idx, int z, const uint8_t chash[KHEO_ID_SIZE],
 	const uint8_t *data, size_t len, int *completed);
 
+/* blob_ack.c: the province, when it seals, acknowledges each blob it
+ * holds whole that a live record names (one sys_blob_ack per unit of such
+ * records); elsewhere nothing. */
+int kheo__write_blob_acks(kheo_db *db);
+/* 1 when an applied sys_blob_ack names blob h (the province holds it
+ * whole), 0 when none does, or a negative error. */
+int kheo__blob_acked(kheo_db *db, const uint8_t h[KHEO_ID_SIZE]);
+
 #endif

@@ -437,6 +437,172 @@ static void damaged_chunk_in_a_session_is_refused(void **state)
 	node_close(&d);
 }
 
+/* ------------------------------------------------------------- prune */
+
+/* sys_blob_ack records naming blob hex that node n holds applied. */
+static int acks_here(test_node *n, const char *hex)
+{
+	sqlite3_stmt *st;
+	int k = -1;
+
+	if (sqlite3_prepare_v2(n->db->sql, "SELECT count(*) FROM sys_blob_ack"
+		    " WHERE blob = ?1 AND _deleted = 0", -1, &st, NULL) !=
+	    SQLITE_OK)
+		fail_msg("acks: %s", sqlite3_errmsg(n->db->sql));
+	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		k = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return k;
+}
+
+static kheo_prune_stats prune(test_node *n, unsigned days)
+{
+	kheo_prune_stats ps;
+
+	memset(&ps, 0xff, sizeof(ps));
+	if (kheo_blob_prune(n->db, days, &ps) < 0)
+		fail_msg("prune: %s", kheo_errmsg(n->db));
+	return ps;
+}
+
+static void advance(test_node **v, size_t n, int64_t ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v[i]->now += ms;
+}
+
+/*
+ * A photo a device took off its record stays on the device and the hub
+ * until the province, holding it whole, has acknowledged it; the
+ * acknowledgement (a sys_blob_ack of the province, in the record's unit)
+ * comes down with the records, to the hub and the device but not to a
+ * device of another commune; then prune removes it there.  The province
+ * prunes by age alone.  An acknowledgement a collector writes is refused,
+ * and prunes nothing.
+ */
+static void prune_waits_for_the_province(void **state)
+{
+	test_node p, h, d, e;
+	test_node *all[] = { &p, &h, &d, &e };
+	link l = { 0 };
+	kheo_prune_stats ps;
+	char id[KHEO_RECORD_HEX + 1], id2[KHEO_RECORD_HEX + 1], a[65], b[65];
+	char rm[80];
+	const int64_t day = 86400000;
+
+	(void)state;
+	node_tiers(&p, &h, &d);
+	node_make(&e, "e", DISTRICT "/nam-dong", KHEO_NODE_DEVICE);
+	node_enroll(&h, &e, "collector", DISTRICT "/nam-dong");
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 100000, 71, a);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	run(&h, &p, &l, NULL, NULL, NULL);
+	assert_true(complete_here(&p, a));
+
+	/* the device takes the photo off before the province's word */
+	snprintf(rm, sizeof(rm), "photos-=%s", a);
+	node_set(&d, "model", id, rm);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	advance(all, 4, 31 * day);
+	ps = prune(&d, 30);
+	assert_int_equal(ps.pruned, 0);
+	assert_int_equal(ps.unacked, 1);
+	ps = prune(&h, 30);
+	assert_int_equal(ps.pruned, 0);
+	assert_int_equal(ps.unacked, 1);
+	assert_true(complete_here(&d, a));
+	assert_true(complete_here(&h, a));
+
+	/* the province seals (a commit, as each sync does): its word goes
+	 * in the commune's unit, down to the hub, then the device */
+	assert_int_equal(acks_here(&p, a), 0);
+	if (kheo_commit(p.db, NULL) < 0)
+		fail_msg("commit: %s", kheo_errmsg(p.db));
+	assert_int_equal(acks_here(&p, a), 1);
+	run(&h, &p, &l, NULL, NULL, NULL);
+	assert_int_equal(acks_here(&h, a), 1);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	assert_int_equal(acks_here(&d, a), 1);
+	run(&e, &h, &l, NULL, NULL, NULL);
+	assert_int_equal(acks_here(&e, a), 0);
+
+	/* the age rule still holds: too young, kept */
+	ps = prune(&d, 100);
+	assert_int_equal(ps.pruned, 0);
+	assert_int_equal(ps.unacked, 0);
+	ps = prune(&d, 30);
+	assert_int_equal(ps.pruned, 1);
+	assert_true(ps.bytes >= 100000);
+	assert_false(held_here(&d, a));
+	assert_int_equal(files_of(&d, a), 0);
+	ps = prune(&h, 30);
+	assert_int_equal(ps.pruned, 1);
+	assert_false(held_here(&h, a));
+
+	/* the province: by age alone, once no record there names it */
+	ps = prune(&p, 30);
+	assert_int_equal(ps.pruned, 1);
+	assert_false(held_here(&p, a));
+
+	/* an "acknowledgement" by anyone but the province: refused as an
+	 * edit on an enrolled device, and refused by the hub when it comes
+	 * from a device that wrote it before it was enrolled (open mode
+	 * checks nothing) */
+	{
+		char rid[KHEO_RECORD_HEX + 1];
+		kheo_assign f[4] = {
+			{ "blob", KHEO_ASSIGN_SET, a },
+			{ "unit", KHEO_ASSIGN_SET, COMMUNE },
+			{ "size", KHEO_ASSIGN_SET, "100000" },
+			{ "acked_at", KHEO_ASSIGN_SET, "1" },
+		};
+		test_node o;
+		kheo_session_stats cs, ss;
+
+		assert_true(kheo_put(d.db, rid, "sys_blob_ack", NULL, f, 4) <
+			    0);
+		assert_non_null(strstr(kheo_errmsg(d.db),
+			"sys_blob_ack may be written only by the province"));
+
+		node_make(&o, "o", COMMUNE, KHEO_NODE_DEVICE);
+		o.now = d.now;
+		node_put(&o, id2, "model", "name=Khác", "unit=" COMMUNE, NULL);
+		attach(&o, id2, "photos", 80000, 72, b);
+		/* sealed apart: the record's changeset is sound */
+		if (kheo_commit(o.db, NULL) < 0)
+			fail_msg("commit: %s", kheo_errmsg(o.db));
+		f[0].value = b;
+		f[2].value = "80000";
+		if (kheo_put(o.db, rid, "sys_blob_ack", NULL, f, 4) < 0)
+			fail_msg("open-mode put: %s", kheo_errmsg(o.db));
+		node_enroll(&h, &o, "collector", COMMUNE);
+		run(&o, &h, &l, NULL, &cs, &ss);
+		assert_int_equal(ss.apply.rejected, 1);
+		assert_true(complete_here(&h, b));
+		assert_int_equal(acks_here(&h, b), 0);
+		/* o's next changesets wait behind the refused one: the
+		 * commune's other device takes the photo off */
+		run(&d, &h, &l, NULL, NULL, NULL);
+		snprintf(rm, sizeof(rm), "photos-=%s", b);
+		node_set(&d, "model", id2, rm);
+		run(&d, &h, &l, NULL, NULL, NULL);
+		advance(all, 4, 31 * day);
+		ps = prune(&h, 30);
+		assert_int_equal(ps.pruned, 0);
+		assert_int_equal(ps.unacked, 1);
+		assert_true(complete_here(&h, b));
+		node_close(&o);
+	}
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&e);
+}
+
 /* ------------------------------------------- a peer that breaks the rules */
 
 /* What a broken device does to the messages it sends (tamper, below). */
@@ -556,7 +722,7 @@ static void last_error_of(test_node *hub, test_node *dev, char *out,
 	size_t i;
 
 	out[0] = '\0';
-	node_key(dev, "key", key);
+	node_id_hex(dev, "key", key);
 	if (kheo_status_json(hub->db, &text) < 0)
 		fail_msg("status: %s", kheo_errmsg(hub->db));
 	o = json_loads(text, 0, NULL);
@@ -1157,6 +1323,8 @@ int main(void)
 		cmocka_unit_test_teardown(
 			hub_caps_blob_bytes_and_scans_come_first, teardown),
 		cmocka_unit_test_teardown(bundles_carry_blobs, teardown),
+		cmocka_unit_test_teardown(prune_waits_for_the_province,
+			teardown),
 		cmocka_unit_test_teardown(
 			bundle_without_blobs_carries_records_only, teardown),
 		cmocka_unit_test_teardown(
