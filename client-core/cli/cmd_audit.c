@@ -3,7 +3,7 @@
  * read (docs/auditor.md).
  *
  *   kheo audit export GITDIR
- *   kheo audit verify GITDIR [--backdate-days N] [--json]
+ *   kheo audit verify GITDIR [--backdate-days N] [--blobs DATADIR] [--json]
  *   kheo audit replay GITDIR (--until DATE | --received-until DATE)
  *                     [--out DIR]
  *   kheo audit log|blame GITDIR TABLE ID [--until DATE |
@@ -12,12 +12,14 @@
  * export needs the node (-C DIR); verify and replay need only the mirror,
  * as an auditor has it.  verify prints one line per finding ("error:" when
  * the mirror was altered, "warning:" for what the genuine history shows:
- * equivocation, back-dating) and exits 1 on any error.  log and blame
- * answer what stock git cannot: every write a record saw, the ones that
- * lost the merge included (git's history holds only shown states), and
- * for each field the write that holds it.  They replay the mirror into
- * a scratch folder, up to the date when one is given, and print what
- * `kheo history` prints on a node.
+ * equivocation, back-dating) and exits 1 on any error.  With --blobs it
+ * then checks the blob store of DATADIR against the mirror's records: a
+ * blob missing or damaged there is an error, named with its record.
+ * log and blame answer what stock git cannot: every write a record saw,
+ * the ones that lost the merge included (git's history holds only shown
+ * states), and for each field the write that holds it.  They replay the
+ * mirror into a scratch folder, up to the date when one is given, and
+ * print what `kheo history` prints on a node.
  */
 #include "cli.h"
 
@@ -32,7 +34,8 @@
 #include <unistd.h>
 
 static const char line[] =
-	"audit export GITDIR | audit verify GITDIR [--backdate-days N] | "
+	"audit export GITDIR | audit verify GITDIR [--backdate-days N] "
+	"[--blobs DATADIR] | "
 	"audit replay GITDIR (--until DATE | --received-until DATE) "
 	"[--out DIR] | audit log|blame GITDIR TABLE ID [--until DATE | "
 	"--received-until DATE]";
@@ -98,9 +101,11 @@ static int verify(cli *c)
 {
 	kheo_audit_options o = KHEO_AUDIT_OPTIONS_INIT;
 	kheo_audit_stats st;
+	kheo_audit_blob_stats bst = { 0 };
 	kheo_audit *a = NULL;
 	collect k = { c->json, NULL };
-	int i, err, rc = EXIT_OK;
+	const char *blobs = NULL;
+	int i, err, berr = KHEO_OK, rc = EXIT_OK;
 
 	if (c->argc < 3)
 		return cli_usage(line);
@@ -108,6 +113,11 @@ static int verify(cli *c)
 		char *end;
 		double days;
 
+		if (strcmp(c->argv[i], "--blobs") == 0 && i + 1 < c->argc &&
+		    !blobs) {
+			blobs = c->argv[++i];
+			continue;
+		}
 		if (strcmp(c->argv[i], "--backdate-days") != 0 ||
 		    i + 1 >= c->argc)
 			return cli_usage(line);
@@ -132,6 +142,14 @@ static int verify(cli *c)
 		return EXIT_REFUSED;
 	}
 	err = kheo_audit_verify(a, &st);
+	/* the blobs against the state the mirror verified to */
+	if (blobs && (err == KHEO_OK || err == KHEO_ECORRUPT)) {
+		berr = kheo_audit_verify_blobs(a, blobs, &bst);
+		if (berr < 0 && berr != KHEO_ECORRUPT)
+			err = berr;
+		else if (berr == KHEO_ECORRUPT)
+			err = KHEO_ECORRUPT;
+	}
 	if (err < 0 && err != KHEO_ECORRUPT) {
 		fprintf(stderr, "kheo: audit verify: %s\n",
 			kheo_audit_errmsg(a));
@@ -140,7 +158,8 @@ static int verify(cli *c)
 		json_t *r = json_object();
 		char *text;
 
-		json_object_set_new(r, "ok", json_boolean(st.errors == 0));
+		json_object_set_new(r, "ok", json_boolean(st.errors == 0 &&
+			!bst.missing && !bst.damaged));
 		json_object_set_new(r, "commits",
 			json_integer((json_int_t)st.commits));
 		json_object_set_new(r, "changesets",
@@ -150,6 +169,12 @@ static int verify(cli *c)
 		json_object_set_new(r, "warnings",
 			json_integer((json_int_t)st.warnings));
 		json_object_set_new(r, "head", json_string(st.tip));
+		if (blobs)
+			json_object_set_new(r, "blobs", json_pack("{s:I, s:I, "
+				"s:I, s:I}", "named", (json_int_t)bst.blobs,
+				"intact", (json_int_t)bst.intact, "missing",
+				(json_int_t)bst.missing, "damaged",
+				(json_int_t)bst.damaged));
 		json_object_set(r, "findings", k.arr);
 		text = json_dumps(r, JSON_INDENT(2));
 		if (text)
@@ -163,6 +188,10 @@ static int verify(cli *c)
 			st.errors ? "ALTERED" : "verified", st.errors,
 			st.errors == 1 ? "" : "s", st.warnings,
 			st.warnings == 1 ? "" : "s");
+		if (blobs)
+			printf("%s: %zu blobs named, %zu intact, %zu missing, "
+			       "%zu damaged\n", blobs, bst.blobs, bst.intact,
+				bst.missing, bst.damaged);
 	}
 	if (err == KHEO_ECORRUPT) {
 		fprintf(stderr, "kheo: audit verify: %s\n",

@@ -45,7 +45,8 @@ static const struct {
 		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
 	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },
 	{ "sync", cmd_sync, "HOST:PORT [--key HEX] [--no-blobs] | --now" },
-	{ "audit", cmd_audit, "export GITDIR | verify GITDIR | replay GITDIR "
+	{ "audit", cmd_audit, "export GITDIR | verify GITDIR [--blobs DATADIR] | "
+		"replay GITDIR "
 		"(--until DATE | --received-until DATE) [--out DIR] | "
 		"log|blame GITDIR TABLE ID [--until DATE | --received-until "
 		"DATE]" },

@@ -833,6 +833,30 @@ KHEO_EXTERN const char *kheo_audit_errmsg(const kheo_audit *a);
  */
 KHEO_EXTERN int kheo_audit_verify(kheo_audit *a, kheo_audit_stats *st);
 
+typedef struct kheo_audit_blob_stats {
+	size_t blobs;     /* distinct blobs live records of the head name */
+	size_t intact;    /* in the store whole, hashing to their names */
+	size_t missing;   /* none of it, or only part, in the store */
+	size_t damaged;   /* a chunk file gone or altered, or the whole
+			   * does not hash to its name */
+} kheo_audit_blob_stats;
+
+/*
+ * After kheo_audit_verify: check a blob store against the mirror.  The
+ * mirror records attachments by hash only; `datadir` is a data directory
+ * holding their bytes (the node's, or a copy of its kheo.db and blobs/).
+ * Every blob a live record of the mirror's head names must be there whole
+ * and hash to its name; each record naming one that is not is an error
+ * finding (kind "blob-missing" or "blob-damaged", path the record's file
+ * in the mirror, the message naming the field and the blob).
+ * KHEO_ECORRUPT when a blob is missing or damaged; KHEO_EINVAL before
+ * kheo_audit_verify; the open's error when datadir is not a data
+ * directory (the message in kheo_audit_errmsg).  st (may be NULL) is
+ * filled.
+ */
+KHEO_EXTERN int kheo_audit_verify_blobs(kheo_audit *a, const char *datadir,
+	kheo_audit_blob_stats *st);
+
 typedef enum kheo_replay_mode {
 	/* the changesets clocked up to the date (and every _sys changeset:
 	 * the certificates and units every decision rests on) */

@@ -2587,6 +2587,20 @@ done:
 	return err;
 }
 
+/* For audit_blobs.c, which checks a blob store against the mirror: the
+ * state kheo_audit_verify rebuilt (the mirror's head; NULL before it
+ * ran), and an error finding handed on as this file's are. */
+kheo_db *kheo__audit_state(kheo_audit *a)
+{
+	return a->m.used ? a->m.scratch : NULL;
+}
+
+void kheo__audit_error(kheo_audit *a, const char *kind, const char *path,
+	const char *msg)
+{
+	finding(&a->m, KHEO_AUDIT_ERROR, kind, 0, NULL, path, "%s", msg);
+}
+
 #else /* KHEO_NO_AUDIT: a build without libgit2 */
 
 struct kheo_audit {
