@@ -866,8 +866,17 @@ static int check_peer(kheo_session *s, const kheo_msg *m)
 	s->node_role_peer = m->hello.node_role;
 	s->cert_role_peer = m->hello.cert_role;
 	s->st.peer_version = m->hello.version;
-	s->blobs = m->hello.version >= KHEO_SYNC_VERSION_BLOBS &&
-		   s->speak >= KHEO_SYNC_VERSION_BLOBS;
+	/* the session runs at the lower version: a server answers an older
+	 * client in the client's version (a node of version 1 refuses any
+	 * other), and a client refuses an answer above its own, as that
+	 * node does */
+	if (m->hello.version > s->speak)
+		return refuse(s, "sync version %u unknown (this node speaks "
+			"%d to %u)", m->hello.version, KHEO_SYNC_VERSION_MIN,
+			s->speak);
+	if (!s->o.initiator)
+		s->speak = m->hello.version;
+	s->blobs = s->speak >= KHEO_SYNC_VERSION_BLOBS;
 	return KHEO_OK;
 }
 

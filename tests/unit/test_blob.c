@@ -658,8 +658,9 @@ static int tamper(void *arg, kheo_msg *m)
  * s, in one process; both sides' final states and errors.
  */
 static void run_broken(test_node *c, test_node *s, breakage *b,
-	unsigned client_version, kheo_session_state *cstate,
-	kheo_session_state *sstate, kheo_session_stats *sst, char *serr)
+	unsigned client_version, unsigned server_version,
+	kheo_session_state *cstate, kheo_session_state *sstate,
+	kheo_session_stats *sst, char *serr)
 {
 	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
@@ -673,6 +674,8 @@ static void run_broken(test_node *c, test_node *s, breakage *b,
 			kheo_errmsg(s->db));
 	if (client_version)
 		kheo__session_speak(a, client_version);
+	if (server_version)
+		kheo__session_speak(h, server_version);
 	if (b)
 		kheo__session_tamper(a, tamper, b);
 	for (rounds = 0; rounds < 100000; rounds++) {
@@ -708,7 +711,10 @@ static void run_broken(test_node *c, test_node *s, breakage *b,
 	}
 	*cstate = kheo_session_status(a, NULL);
 	*sstate = kheo_session_status(h, sst);
-	snprintf(serr, 400, "%s", kheo_session_error(h));
+	/* the server's error, or the client's when only it failed */
+	snprintf(serr, 400, "%s", *sstate == KHEO_SESSION_FAILED
+					  ? kheo_session_error(h)
+					  : kheo_session_error(a));
 	kheo_session_free(a);
 	kheo_session_free(h);
 }
@@ -789,7 +795,7 @@ static void peer_breaking_the_blob_protocol_is_refused(void **state)
 		kheo_unhex(b.other, 32, other, 64);
 		b.big = calloc(1, KHEO_SYNC_BLOB_CHUNK +
 					  KHEO_SYNC_CHUNK_SLACK + 1);
-		run_broken(&d, &h, &b, 0, &cst, &sst, &ss, serr);
+		run_broken(&d, &h, &b, 0, 0, &cst, &sst, &ss, serr);
 		assert_int_equal(b.done, 1);
 		if (cases[k].session_fails) {
 			assert_int_equal(sst, KHEO_SESSION_FAILED);
@@ -828,10 +834,12 @@ static void peer_breaking_the_blob_protocol_is_refused(void **state)
 
 /*
  * Sync version 1 knows no blobs.  A device speaking it gets a clean
- * session of records with a hub of version 2 (no blob message either
- * way, the blobs listed as missing), and a blob message in such a
- * session is refused naming the version; a HELLO of a version this node
- * does not speak is refused naming both.
+ * session of records with a hub of version 2, which answers in version 1
+ * (the device, like a node of the first release, refuses any other): no
+ * blob message either way, the blobs listed as missing.  A blob message
+ * in such a session is refused naming the version; a hub of version 1
+ * refuses a device of version 2 naming it; a HELLO of a version this
+ * node does not speak is refused naming both.
  */
 static void version_1_peer_gets_records_without_blobs(void **state)
 {
@@ -846,7 +854,7 @@ static void version_1_peer_gets_records_without_blobs(void **state)
 	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 100000, 51, a);
-	run_broken(&d, &h, NULL, 1, &cst, &sst, &ss, serr);
+	run_broken(&d, &h, NULL, 1, 0, &cst, &sst, &ss, serr);
 	assert_int_equal(cst, KHEO_SESSION_DONE);
 	assert_int_equal(sst, KHEO_SESSION_DONE);
 	assert_int_equal(ss.peer_version, 1);
@@ -861,11 +869,18 @@ static void version_1_peer_gets_records_without_blobs(void **state)
 	assert_int_equal(missing_count(&h), 1);
 	/* an END in a version 1 session */
 	node_put(&d, id, "model", "name=Thêm", "unit=" COMMUNE, NULL);
-	run_broken(&d, &h, &b, 1, &cst, &sst, &ss, serr);
+	run_broken(&d, &h, &b, 1, 0, &cst, &sst, &ss, serr);
 	assert_int_equal(sst, KHEO_SESSION_FAILED);
 	assert_non_null(strstr(serr, "runs at sync version 1"));
+	/* a hub of version 1 refuses a device of version 2, naming it
+	 * (what a node of the first release does) */
+	run_broken(&d, &h, NULL, 0, 1, &cst, &sst, &ss, serr);
+	assert_int_equal(sst, KHEO_SESSION_FAILED);
+	assert_int_equal(cst, KHEO_SESSION_FAILED);
+	assert_non_null(strstr(serr, "sync version 2 unknown"));
+	assert_false(held_here(&h, a));
 	/* both at version 2: the blob comes */
-	run_broken(&d, &h, NULL, 0, &cst, &sst, &ss, serr);
+	run_broken(&d, &h, NULL, 0, 0, &cst, &sst, &ss, serr);
 	assert_int_equal(sst, KHEO_SESSION_DONE);
 	assert_int_equal(ss.peer_version, KHEO_SYNC_VERSION);
 	assert_true(complete_here(&h, a));
