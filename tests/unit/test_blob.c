@@ -622,32 +622,31 @@ static int tamper(void *arg, kheo_msg *m)
 
 	if (b->done)
 		return 0; /* once: then it behaves */
+	if (b->what == HAVE_UNNAMED && m->type == KHEO_MSG_HAVE && m->want.n) {
+		/* a blob no record in the session's scope names */
+		m->want.hashes = b->other;
+		b->done = 1;
+	}
+	if (m->type != KHEO_MSG_CHUNK)
+		return 0;
 	switch (b->what) {
 	case UNASKED_CHUNK:
-		/* a chunk of another blob than the one the hub asked
-		 * for: one no record names */
-		if (m->type == KHEO_MSG_CHUNK && (b->done = 1))
-			memcpy(m->blob.hash, b->other, 32);
-		break;
-	case HAVE_UNNAMED:
-		/* a blob no record in the session's scope names */
-		if (m->type == KHEO_MSG_HAVE && m->want.n && (b->done = 1))
-			m->want.hashes = b->other;
+		/* a chunk of another blob than the one the hub asked for:
+		 * one no record names */
+		memcpy(m->blob.hash, b->other, 32);
+		b->done = 1;
 		break;
 	case CHUNK_TOO_BIG:
-		if (m->type == KHEO_MSG_CHUNK && (b->done = 1)) {
-			m->blob.z = 1;
-			m->blob.p = b->big;
-			m->blob.n = KHEO_SYNC_BLOB_CHUNK +
-				    KHEO_SYNC_CHUNK_SLACK + 1;
-		}
+		m->blob.z = 1;
+		m->blob.p = b->big;
+		m->blob.n = KHEO_SYNC_BLOB_CHUNK + KHEO_SYNC_CHUNK_SLACK + 1;
+		b->done = 1;
 		break;
 	case CHUNK_FLIPPED:
-		if (m->type == KHEO_MSG_CHUNK && (b->done = 1)) {
-			memcpy(b->big, m->blob.p, m->blob.n);
-			b->big[m->blob.n / 2] ^= 0x20;
-			m->blob.p = b->big;
-		}
+		memcpy(b->big, m->blob.p, m->blob.n);
+		b->big[m->blob.n / 2] ^= 0x20;
+		m->blob.p = b->big;
+		b->done = 1;
 		break;
 	}
 	return 0;
