@@ -602,7 +602,8 @@ while read -r tn kind at delay <&3; do
 		# a hub fsyncing on a loaded machine may take seconds)
 		waitnew ht.log "session 127.0.0.1:[0-9]*" 150 &&
 			[ "$(newlog ht.log | grep -c "session 127.0.0.1:")" -eq 1 ] ||
-			nf_log="$nf_log $tn"
+			nf_log="$nf_log
+trial $tn ($kind at byte $at, sync exit $r1): $(newlog ht.log | tail -4)"
 	fi
 	proxy next.px pport $CP
 	run -C Dt sync 127.0.0.1:$PXPORT
