@@ -608,7 +608,8 @@ trial $tn ($kind at byte $at, sync exit $r1): $(newlog ht.log | tail -4)"
 	proxy next.px pport $CP
 	run -C Dt sync 127.0.0.1:$PXPORT
 	pxwait
-	[ $rc -eq 0 ] || nf_sync="$nf_sync $tn:$(err1)"
+	[ $rc -eq 0 ] || nf_sync="$nf_sync
+trial $tn ($kind at byte $at): $(err1); the hub: $(tail -3 "$(ls -t ht*.log | head -1)")"
 	wc=$((cs1 + cs - REFCS - PREC))
 	ws=$((sc1 + sc - REFSC - PRES))
 	[ $wc -gt $maxwc ] && maxwc=$wc
