@@ -231,13 +231,15 @@ static const char *find(const char *text, size_t len, const char *line)
 /* The bytes between the armour lines, decoded into raw. */
 static int unarmor(kheo_buf *raw, const char *text, size_t len)
 {
-	const char *b = find(text, len, ARMOR_BEGIN);
-	const char *e = find(text, len, ARMOR_END);
+	const char *b = find(text, len, ARMOR_BEGIN), *e;
 	size_t got;
 
-	if (!b || !e || e < b)
+	if (!b)
 		return -1;
 	b += strlen(ARMOR_BEGIN);
+	/* the end marker after the begin marker, not inside it */
+	if (!(e = find(b, len - (size_t)(b - text), ARMOR_END)) || e == b)
+		return -1;
 	kheo_buf_reset(raw);
 	if (kheo_buf_reserve(raw, (size_t)(e - b)) < 0)
 		return -1;
