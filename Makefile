@@ -187,6 +187,8 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libkheo.a | deps
 	$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags jansson) -o $@ \
 		$(filter-out %.h,$^) $$($(PKG_CONFIG) --libs jansson) \
 		$(PKG_LIBS) -lm
+# every bench that replays a trace shares tests/bench/trace.h
+$(BENCH_BIN): tests/bench/trace.h
 # the daemon benches drive kheod processes (tests/bench/daemons.h)
 $(BUILD)/bench/bench_sessions $(BUILD)/bench/bench_daemon: \
 	tests/bench/daemons.h

@@ -543,6 +543,12 @@ static void conn_close(struct conn *c)
 			(unsigned long long)st.bytes_out,
 			(long long)st.clock_offset_ms);
 		log_info("%s", line);
+		/* an older peer moves records only: say so once per session
+		 * (docs/operator.md, Upgrades) */
+		if (st.peer_version && st.peer_version < 2)
+			log_warn("peer %s%s speaks sync version %u: no "
+				"attachments moved with it; upgrade it",
+				c->peer, key, st.peer_version);
 	} else {
 		/* A peer is "refused" until it is let in; a session "failed"
 		 * after, and an upstream one always (we called). */

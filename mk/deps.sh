@@ -27,6 +27,8 @@ pkg-config:pkg-config
 cc:gcc
 python3:python3
 pgrep:procps
+git:git
+ssh-keygen:openssh-client
 "
 
 missing=""

@@ -26,6 +26,18 @@
 #define MIN_FIELD_BYTES (1 + 1 + 1)               /* name "a", null */
 #define MIN_PRED_BYTES 2
 
+const char *kheo_op_name(int kind)
+{
+	switch (kind) {
+	case KHEO_OP_PUT: return "put";
+	case KHEO_OP_SET: return "set";
+	case KHEO_OP_ADD: return "add";
+	case KHEO_OP_REMOVE: return "remove";
+	case KHEO_OP_DELETE: return "delete";
+	}
+	return "unknown";
+}
+
 /* -------------------------------------------------------------- arena */
 
 /*

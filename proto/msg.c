@@ -43,7 +43,8 @@ int kheo_msg_encode(kheo_buf *b, const kheo_msg *m)
 	kheo_buf_put_u8(b, (uint8_t)m->type);
 	switch (m->type) {
 	case KHEO_MSG_HELLO:
-		kheo_buf_put_varint(b, KHEO_SYNC_VERSION);
+		kheo_buf_put_varint(b, m->hello.version ? m->hello.version
+						      : KHEO_SYNC_VERSION);
 		kheo_buf_put_u8(b, (uint8_t)m->hello.node_role);
 		kheo_buf_put_u8(b, (uint8_t)m->hello.cert_role);
 		kheo_buf_put_str(b, m->hello.scope, strlen(m->hello.scope));
@@ -184,10 +185,12 @@ static int decode_hello(kheo_reader *r, kheo_msg *m)
 
 	if ((err = kheo_read_varint(r, &version, UINT32_MAX, "version")) < 0)
 		return err;
-	if (version != KHEO_SYNC_VERSION)
+	if (version < KHEO_SYNC_VERSION_MIN || version > KHEO_SYNC_VERSION)
 		return kheo__refuse(r->why, KHEO_R_BAD_VERSION, r->off,
-			"sync version %llu unknown (this is %d)",
-			(unsigned long long)version, KHEO_SYNC_VERSION);
+			"sync version %llu unknown (this node speaks %d to "
+			"%d)", (unsigned long long)version,
+			KHEO_SYNC_VERSION_MIN, KHEO_SYNC_VERSION);
+	m->hello.version = (unsigned)version;
 	if ((err = kheo_read_u8(r, &b, "node role")) < 0)
 		return err;
 	if (b < KHEO_NODE_DEVICE || b > KHEO_NODE_PROVINCE)

@@ -190,6 +190,9 @@ typedef enum kheo_op_kind {
 	KHEO_OP_DELETE = 5, /* set the hidden _deleted field */
 } kheo_op_kind;
 
+/* "put", "set", "add", "remove", "delete"; "unknown" otherwise. */
+const char *kheo_op_name(int kind);
+
 /* An op id: (hybrid clock, author key).  key points at 32 bytes. */
 typedef struct kheo_opid {
 	uint64_t clock;
@@ -512,7 +515,14 @@ int kheo_unit_within(const char *u, const char *scope);
 
 /* ------------------------------------------------------- sync messages */
 
-#define KHEO_SYNC_VERSION 1
+/* The version a HELLO carries (docs/protocol.md 12.2): 2 adds the blob
+ * phase (WANT ... END, messages 8-13).  A node reads HELLOs of versions
+ * MIN to VERSION and runs a session at the lower of the two sides', so a
+ * version 1 peer gets a session of records only, never a message it does
+ * not know. */
+#define KHEO_SYNC_VERSION 2
+#define KHEO_SYNC_VERSION_MIN 1
+#define KHEO_SYNC_VERSION_BLOBS 2
 #define KHEO_SYNC_CERTS_MAX 8u         /* certificates in a HELLO */
 #define KHEO_SYNC_HEADS_MAX 65536u     /* heads in one HEADS message */
 #define KHEO_SYNC_CHUNK_FRAMES_MAX 65536u /* frames in one FRAMES message */
@@ -554,6 +564,7 @@ typedef enum kheo_msg_type {
 typedef struct kheo_msg {
 	int type;
 	struct {
+		unsigned version;                /* 0 when encoding: ours */
 		int node_role, cert_role;
 		char scope[KHEO_UNIT_MAX + 1];   /* "": everything (the root) */
 		uint8_t epoch[8];

@@ -239,11 +239,17 @@ echo "   each node prints the province's digest for its own unit"
 say "12. the audit mirror: the province's history as a git repository"
 k -C province audit export audit.git | sed 's/^/   /'
 k audit verify audit.git | sed "s|^$dir/||; s/^/   /"
-f=dak-nong/cu-jut/ea-po/model/$m01.json
+f=dak-nong/cu-jut/ea-po/model/$(echo "$m01" | cut -c1-2)/$m01.json
+echo "   every commit is signed by the province (git verify-commit, stock git):"
+echo "kheo-mirror $(git -C audit.git show main:_kheo/mirror.json | field signing_key)" >allowed
+git -C audit.git -c gpg.format=ssh -c gpg.ssh.allowedSignersFile="$dir/allowed" \
+	verify-commit main 2>&1 | sed 's/^/     /'
 echo "   who changed model m01 (git log, stock git):"
 git -C audit.git log --format='     %ad  %an  %s' --date=format:'%Y-%m-%d %H:%M:%S' -- "$f" | cut -c1-120
 echo "   its beneficiaries line (git blame):"
 git -C audit.git blame --date=short "$f" 2>/dev/null | grep beneficiaries | sed 's/^/     /' | cut -c1-120
+echo "   and every write to that field, the losing one too (kheo audit log):"
+k audit log audit.git model "$m01" | grep -A1 ' beneficiaries ' | sed 's/^/     /' | cut -c1-120
 
 say "13. the province's report"
 k -C province report --by unit --unit dak-nong | sed 's/^/   /'

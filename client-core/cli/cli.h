@@ -58,5 +58,10 @@ int cmd_audit(cli *c);
 int cmd_report(cli *c);
 int cmd_attach(cli *c);
 int cmd_blob(cli *c);
+int cmd_history(cli *c);
+/* kheo_history_json for people: every write (kheo history, kheo audit
+ * log), or the writes that hold, field by field (--blame, audit blame). */
+void history_plain(const char *json);
+void blame_plain(const char *json);
 
 #endif

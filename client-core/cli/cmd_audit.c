@@ -3,26 +3,42 @@
  * read (docs/auditor.md).
  *
  *   kheo audit export GITDIR
- *   kheo audit verify GITDIR [--backdate-days N] [--json]
+ *   kheo audit verify GITDIR [--backdate-days N] [--blobs DATADIR] [--json]
  *   kheo audit replay GITDIR (--until DATE | --received-until DATE)
  *                     [--out DIR]
+ *   kheo audit log|blame GITDIR TABLE ID [--until DATE |
+ *                     --received-until DATE]
  *
  * export needs the node (-C DIR); verify and replay need only the mirror,
  * as an auditor has it.  verify prints one line per finding ("error:" when
  * the mirror was altered, "warning:" for what the genuine history shows:
- * equivocation, back-dating) and exits 1 on any error.
+ * equivocation, back-dating) and exits 1 on any error.  With --blobs it
+ * then checks the blob store of DATADIR against the mirror's records: a
+ * blob missing or damaged there is an error, named with its record.
+ * log and blame answer what stock git cannot: every write a record saw,
+ * the ones that lost the merge included (git's history holds only shown
+ * states), and for each field the write that holds it.  They replay the
+ * mirror into a scratch folder, up to the date when one is given, and
+ * print what `kheo history` prints on a node.
  */
 #include "cli.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char line[] =
-	"audit export GITDIR | audit verify GITDIR [--backdate-days N] | "
+	"audit export GITDIR | audit verify GITDIR [--backdate-days N] "
+	"[--blobs DATADIR] | "
 	"audit replay GITDIR (--until DATE | --received-until DATE) "
-	"[--out DIR]";
+	"[--out DIR] | audit log|blame GITDIR TABLE ID [--until DATE | "
+	"--received-until DATE]";
 
 static int export(cli *c)
 {
@@ -85,9 +101,11 @@ static int verify(cli *c)
 {
 	kheo_audit_options o = KHEO_AUDIT_OPTIONS_INIT;
 	kheo_audit_stats st;
+	kheo_audit_blob_stats bst = { 0 };
 	kheo_audit *a = NULL;
 	collect k = { c->json, NULL };
-	int i, err, rc = EXIT_OK;
+	const char *blobs = NULL;
+	int i, err, berr = KHEO_OK, rc = EXIT_OK;
 
 	if (c->argc < 3)
 		return cli_usage(line);
@@ -95,6 +113,11 @@ static int verify(cli *c)
 		char *end;
 		double days;
 
+		if (strcmp(c->argv[i], "--blobs") == 0 && i + 1 < c->argc &&
+		    !blobs) {
+			blobs = c->argv[++i];
+			continue;
+		}
 		if (strcmp(c->argv[i], "--backdate-days") != 0 ||
 		    i + 1 >= c->argc)
 			return cli_usage(line);
@@ -119,6 +142,14 @@ static int verify(cli *c)
 		return EXIT_REFUSED;
 	}
 	err = kheo_audit_verify(a, &st);
+	/* the blobs against the state the mirror verified to */
+	if (blobs && (err == KHEO_OK || err == KHEO_ECORRUPT)) {
+		berr = kheo_audit_verify_blobs(a, blobs, &bst);
+		if (berr < 0 && berr != KHEO_ECORRUPT)
+			err = berr;
+		else if (berr == KHEO_ECORRUPT)
+			err = KHEO_ECORRUPT;
+	}
 	if (err < 0 && err != KHEO_ECORRUPT) {
 		fprintf(stderr, "kheo: audit verify: %s\n",
 			kheo_audit_errmsg(a));
@@ -127,7 +158,8 @@ static int verify(cli *c)
 		json_t *r = json_object();
 		char *text;
 
-		json_object_set_new(r, "ok", json_boolean(st.errors == 0));
+		json_object_set_new(r, "ok", json_boolean(st.errors == 0 &&
+			!bst.missing && !bst.damaged));
 		json_object_set_new(r, "commits",
 			json_integer((json_int_t)st.commits));
 		json_object_set_new(r, "changesets",
@@ -137,6 +169,12 @@ static int verify(cli *c)
 		json_object_set_new(r, "warnings",
 			json_integer((json_int_t)st.warnings));
 		json_object_set_new(r, "head", json_string(st.tip));
+		if (blobs)
+			json_object_set_new(r, "blobs", json_pack("{s:I, s:I, "
+				"s:I, s:I}", "named", (json_int_t)bst.blobs,
+				"intact", (json_int_t)bst.intact, "missing",
+				(json_int_t)bst.missing, "damaged",
+				(json_int_t)bst.damaged));
 		json_object_set(r, "findings", k.arr);
 		text = json_dumps(r, JSON_INDENT(2));
 		if (text)
@@ -150,6 +188,10 @@ static int verify(cli *c)
 			st.errors ? "ALTERED" : "verified", st.errors,
 			st.errors == 1 ? "" : "s", st.warnings,
 			st.warnings == 1 ? "" : "s");
+		if (blobs)
+			printf("%s: %zu blobs named, %zu intact, %zu missing, "
+			       "%zu damaged\n", blobs, bst.blobs, bst.intact,
+				bst.missing, bst.damaged);
 	}
 	if (err == KHEO_ECORRUPT) {
 		fprintf(stderr, "kheo: audit verify: %s\n",
@@ -161,40 +203,55 @@ static int verify(cli *c)
 	return rc;
 }
 
-static int replay(cli *c)
+/* --until DATE | --received-until DATE (at most one), and --out DIR
+ * when `out` is not NULL, from argv[from] on; EXIT_USAGE for anything
+ * else, with the bad date named. */
+static int replay_args(cli *c, int from, kheo_replay_mode *mode,
+	int64_t *until, const char **out)
 {
-	kheo_replay_mode mode = 0;
-	kheo_audit_stats st;
-	kheo_audit *a = NULL;
-	const char *out = NULL, *date = NULL;
-	char *json = NULL;
-	int64_t until;
-	int i, rc = EXIT_OK;
+	const char *date = NULL;
+	int i;
 
-	if (c->argc < 3)
-		return cli_usage(line);
-	for (i = 3; i < c->argc; i++) {
-		if (i + 1 < c->argc && strcmp(c->argv[i], "--out") == 0 &&
-		    !out) {
-			out = c->argv[++i];
-		} else if (i + 1 < c->argc && !mode &&
+	*mode = 0;
+	for (i = from; i < c->argc; i++) {
+		if (out && i + 1 < c->argc &&
+		    strcmp(c->argv[i], "--out") == 0 && !*out) {
+			*out = c->argv[++i];
+		} else if (i + 1 < c->argc && !*mode &&
 			   (strcmp(c->argv[i], "--until") == 0 ||
 			    strcmp(c->argv[i], "--received-until") == 0)) {
-			mode = c->argv[i][2] == 'u' ? KHEO_REPLAY_CLOCK
-						    : KHEO_REPLAY_RECEIVED;
+			*mode = c->argv[i][2] == 'u' ? KHEO_REPLAY_CLOCK
+						     : KHEO_REPLAY_RECEIVED;
 			date = c->argv[++i];
 		} else {
 			return cli_usage(line);
 		}
 	}
-	if (!mode)
-		return cli_usage(line);
-	if (kheo_audit_parse_time(&until, date) < 0) {
-		fprintf(stderr, "kheo: audit replay: \"%s\" is not a date "
+	if (date && kheo_audit_parse_time(until, date) < 0) {
+		fprintf(stderr, "kheo: audit %s: \"%s\" is not a date "
 			"(2024-05-01, 2024-05-01T10:30:00Z, "
-			"2024-05-01T17:30+07:00 or @MS)\n", date);
+			"2024-05-01T17:30+07:00 or @MS)\n", c->argv[1], date);
 		return EXIT_USAGE;
 	}
+	return EXIT_OK;
+}
+
+static int replay(cli *c)
+{
+	kheo_replay_mode mode;
+	kheo_audit_stats st;
+	kheo_audit *a = NULL;
+	const char *out = NULL;
+	char *json = NULL;
+	int64_t until;
+	int rc;
+
+	if (c->argc < 3)
+		return cli_usage(line);
+	if ((rc = replay_args(c, 3, &mode, &until, &out)) != EXIT_OK)
+		return rc;
+	if (!mode)
+		return cli_usage(line);
 	if (kheo_audit_open(&a, c->argv[2], NULL) < 0 ||
 	    kheo_audit_replay(a, mode, until, out, out ? NULL : &json,
 		    &st) < 0) {
@@ -212,6 +269,82 @@ static int replay(cli *c)
 	return rc;
 }
 
+/* Remove a folder and everything in it (the scratch replay). */
+static void remove_tree(const char *path)
+{
+	struct stat sb;
+	struct dirent *e;
+	DIR *d;
+
+	if (lstat(path, &sb) != 0)
+		return;
+	if (S_ISDIR(sb.st_mode) && (d = opendir(path))) {
+		while ((e = readdir(d))) {
+			char sub[4096];
+
+			if (strcmp(e->d_name, ".") == 0 ||
+			    strcmp(e->d_name, "..") == 0)
+				continue;
+			if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path,
+				    e->d_name) < sizeof(sub))
+				remove_tree(sub);
+		}
+		closedir(d);
+		rmdir(path);
+	} else {
+		unlink(path);
+	}
+}
+
+/* audit log and audit blame: the record's history in the mirror's
+ * replayed state (by default the whole of it, as the node received it) */
+static int record_history(cli *c, int blame)
+{
+	kheo_replay_mode mode;
+	kheo_audit_stats st;
+	kheo_audit *a = NULL;
+	kheo_db *db = NULL;
+	const char *tmp = getenv("TMPDIR");
+	char scratch[4096], *json = NULL;
+	int64_t until = INT64_MAX;
+	int rc;
+
+	if (c->argc < 5)
+		return cli_usage(line);
+	if ((rc = replay_args(c, 5, &mode, &until, NULL)) != EXIT_OK)
+		return rc;
+	if (!mode)
+		mode = KHEO_REPLAY_RECEIVED;
+	snprintf(scratch, sizeof(scratch), "%s/kheo-audit-%s-XXXXXX",
+		tmp && *tmp ? tmp : "/tmp", c->argv[1]);
+	if (!mkdtemp(scratch)) {
+		fprintf(stderr, "kheo: audit %s: %s: %s\n", c->argv[1],
+			scratch, strerror(errno));
+		return EXIT_REFUSED;
+	}
+	if (kheo_audit_open(&a, c->argv[2], NULL) < 0 ||
+	    kheo_audit_replay(a, mode, until, scratch, NULL, &st) < 0) {
+		fprintf(stderr, "kheo: audit %s: %s\n", c->argv[1],
+			kheo_audit_errmsg(a));
+		rc = EXIT_REFUSED;
+	} else {
+		cli rc_cli = *c;
+		kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
+
+		rc_cli.dir = scratch;
+		if (kheo_db_open(&db, scratch, &o) < 0 ||
+		    kheo_history_json(db, &json, c->argv[3], c->argv[4]) < 0)
+			rc = cli_fail(db, c->argv[1]);
+		else
+			rc = cli_output(&rc_cli, json,
+				blame ? blame_plain : history_plain);
+		kheo_db_close(db);
+	}
+	kheo_audit_free(a);
+	remove_tree(scratch);
+	return rc;
+}
+
 int cmd_audit(cli *c)
 {
 	if (c->argc >= 2 && strcmp(c->argv[1], "export") == 0)
@@ -220,5 +353,9 @@ int cmd_audit(cli *c)
 		return verify(c);
 	if (c->argc >= 2 && strcmp(c->argv[1], "replay") == 0)
 		return replay(c);
+	if (c->argc >= 2 && strcmp(c->argv[1], "log") == 0)
+		return record_history(c, 0);
+	if (c->argc >= 2 && strcmp(c->argv[1], "blame") == 0)
+		return record_history(c, 1);
 	return cli_usage(line);
 }

@@ -129,8 +129,8 @@ int cmd_blob(cli *c)
 		return rc;
 	}
 	if (strcmp(c->argv[1], "prune") == 0) {
-		uint64_t days = 30, bytes = 0;
-		size_t n = 0;
+		uint64_t days = 30;
+		kheo_prune_stats st = { 0 };
 
 		if (c->argc == 4 && strcmp(c->argv[2], "--older-than") == 0) {
 			if (parse_u64(c->argv[3], &days) < 0 || days > 100000)
@@ -140,11 +140,19 @@ int cmd_blob(cli *c)
 		}
 		if ((rc = cli_open(c, &db)) != EXIT_OK)
 			return rc;
-		if (kheo_blob_prune(db, (unsigned)days, &n, &bytes) < 0)
+		if (kheo_blob_prune(db, (unsigned)days, &st) < 0) {
 			rc = cli_fail(db, "blob prune");
-		else
-			printf("pruned %zu blob%s, %llu bytes\n", n,
-				n == 1 ? "" : "s", (unsigned long long)bytes);
+		} else {
+			printf("pruned %zu blob%s, %llu bytes\n", st.pruned,
+				st.pruned == 1 ? "" : "s",
+				(unsigned long long)st.bytes);
+			if (st.unacked)
+				printf("kept %zu blob%s no record names: the "
+				       "province has not acknowledged %s yet "
+				       "(sync, then prune again)\n",
+					st.unacked, st.unacked == 1 ? "" : "s",
+					st.unacked == 1 ? "it" : "them");
+		}
 		kheo_db_close(db);
 		return rc;
 	}

@@ -13,22 +13,28 @@
 int cmd_bundle(cli *c)
 {
 	static const char line[] =
-		"bundle create FILE [--for NODE_ID] | bundle apply FILE";
+		"bundle create FILE [--for NODE_ID] [--no-blobs] | bundle "
+		"apply FILE";
 	kheo_bundle_stats st = { 0 };
-	const char *for_node = NULL;
+	kheo_bundle_options o = KHEO_BUNDLE_OPTIONS_INIT;
 	kheo_db *db;
-	int rc;
+	int rc, i;
 
 	if (c->argc < 3)
 		return cli_usage(line);
 	if (strcmp(c->argv[1], "create") == 0) {
-		if (c->argc == 5 && strcmp(c->argv[3], "--for") == 0)
-			for_node = c->argv[4];
-		else if (c->argc != 3)
-			return cli_usage(line);
+		for (i = 3; i < c->argc; i++) {
+			if (strcmp(c->argv[i], "--for") == 0 &&
+			    i + 1 < c->argc && !o.for_node)
+				o.for_node = c->argv[++i];
+			else if (strcmp(c->argv[i], "--no-blobs") == 0)
+				o.no_blobs = 1;
+			else
+				return cli_usage(line);
+		}
 		if ((rc = cli_open(c, &db)) != EXIT_OK)
 			return rc;
-		if (kheo_bundle_create(db, c->argv[2], for_node, &st) < 0)
+		if (kheo_bundle_create_ext(db, c->argv[2], &o, &st) < 0)
 			rc = cli_fail(db, "bundle create");
 		else
 			printf("wrote %s: %zu changesets, %zu blobs (%zu "

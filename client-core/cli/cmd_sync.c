@@ -264,6 +264,9 @@ static void summary(const cli *c, const char *name,
 				"blobs_refused", (json_int_t)st->blobs_refused,
 				"blobs_left", (json_int_t)st->blobs_left,
 				"blob_error", st->blob_error));
+		if (j)
+			json_object_set_new(j, "peer_version",
+				json_integer((json_int_t)st->peer_version));
 		if (j && (text = json_dumps(j, JSON_COMPACT))) {
 			printf("%s\n", text);
 			free(text);
@@ -283,6 +286,10 @@ static void summary(const cli *c, const char *name,
 		       "still missing (kheo blob missing)\n",
 			st->blob_chunks_in, st->blob_chunks_out,
 			st->blobs_completed, st->blobs_left);
+	if (st->peer_version && st->peer_version < 2)
+		fprintf(stderr, "kheo sync: the peer speaks sync version %u, "
+			"which carries no attachments: upgrade it to move "
+			"them\n", st->peer_version);
 	if (st->blobs_refused)
 		fprintf(stderr, "kheo sync: %zu blob%s refused: %s\n",
 			st->blobs_refused, st->blobs_refused == 1 ? "" : "s",

@@ -32,6 +32,7 @@ static const struct {
 	{ "get", cmd_get, "TABLE ID [--json]" },
 	{ "ls", cmd_ls, "TABLE [--where FIELD=VALUE]... [--search WORDS] "
 		"[--json]" },
+	{ "history", cmd_history, "TABLE ID [--blame] [--json]" },
 	{ "import", cmd_import, "FILE.jsonl" },
 	{ "log", cmd_log, "[--json]" },
 	{ "status", cmd_status, "[--json]" },
@@ -39,13 +40,16 @@ static const struct {
 	{ "quarantine", cmd_quarantine, "[--json]" },
 	{ "verify", cmd_verify, "" },
 	{ "digest", cmd_digest, "[--unit PREFIX]" },
-	{ "bundle", cmd_bundle, "create FILE [--for NODE_ID] | apply FILE" },
+	{ "bundle", cmd_bundle, "create FILE [--for NODE_ID] [--no-blobs] | apply FILE" },
 	{ "enroll", cmd_enroll, "request [--qr] | sign FILE|- --role ROLE "
 		"--unit UNIT [--days N] | accept FILE|- --root FINGERPRINT" },
 	{ "revoke", cmd_revoke, "NODE_ID [--reason TEXT]" },
 	{ "sync", cmd_sync, "HOST:PORT [--key HEX] [--no-blobs] | --now" },
-	{ "audit", cmd_audit, "export GITDIR | verify GITDIR | replay GITDIR "
-		"(--until DATE | --received-until DATE) [--out DIR]" },
+	{ "audit", cmd_audit, "export GITDIR | verify GITDIR [--blobs DATADIR] | "
+		"replay GITDIR "
+		"(--until DATE | --received-until DATE) [--out DIR] | "
+		"log|blame GITDIR TABLE ID [--until DATE | --received-until "
+		"DATE]" },
 	{ "attach", cmd_attach, "TABLE ID FIELD FILE [--max-size BYTES]" },
 	{ "blob", cmd_blob, "get HASH FILE | missing | prune [--older-than "
 		"DAYS]" },

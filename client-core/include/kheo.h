@@ -292,6 +292,25 @@ KHEO_EXTERN int kheo_search_json(kheo_db *db, char **out, const char *table,
 	const kheo_assign *where, size_t nwhere, const char *search);
 
 /*
+ * Every write the record has seen, oldest first, and which of them hold:
+ * a JSON object {"table", "id", "unit", "writes": [...]}.  Each write has
+ * "time" (its clock, ISO 8601 UTC) and "clock" (the hybrid clock), "field",
+ * "op" (put, set, add, remove, delete), "value", "author" (key, hex),
+ * "changeset" (id, hex; null and "pending": true for an edit not yet
+ * sealed), "useq", "cs_unit", "role" (the author's role when it was
+ * applied), "applied", and "state": "holds" (what reads show, or a member
+ * of the set shown), "competing" (in conflict with the holder), "foreign"
+ * (never wins: another unit's changeset, or a collector's edit of a
+ * recognised record), "superseded" (with "superseded_by": the time and
+ * changeset of the first write that did), or "applied" (a remove).
+ * Writes that lost the merge are here, which a mirror's git history, of
+ * shown states only, cannot tell.  KHEO_ENOTFOUND when the node holds no
+ * such record.
+ */
+KHEO_EXTERN int kheo_history_json(kheo_db *db, char **out, const char *table,
+	const char *id);
+
+/*
  * Reports: counts of live models grouped as asked, computed on the
  * materialised tables (DESIGN.md's schema: `model` and `visit`).
  *
@@ -392,6 +411,24 @@ typedef struct kheo_bundle_stats {
 KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	const char *for_node, kheo_bundle_stats *st);
 
+/* What kheo_bundle_create_ext writes. */
+typedef struct kheo_bundle_options {
+	unsigned version;
+	const char *for_node;  /* as kheo_bundle_create's; borrowed */
+	/* records only: no blob goes, and the bundle is written in format 1
+	 * (docs/protocol.md, Bundles); the receiver lists what its records
+	 * name as missing until a sync or another bundle brings it */
+	int no_blobs;
+} kheo_bundle_options;
+
+#define KHEO_BUNDLE_OPTIONS_VERSION 1
+#define KHEO_BUNDLE_OPTIONS_INIT { KHEO_BUNDLE_OPTIONS_VERSION, NULL, 0 }
+
+/* kheo_bundle_create with options; KHEO_EINVAL for an unknown options
+ * version. */
+KHEO_EXTERN int kheo_bundle_create_ext(kheo_db *db, const char *path,
+	const kheo_bundle_options *opts, kheo_bundle_stats *st);
+
 /*
  * Read a bundle.  When the file cannot be read as a whole (truncated,
  * corrupt, unknown version, bad sender signature) nothing is applied and
@@ -469,14 +506,27 @@ KHEO_EXTERN int kheo_blob_get(kheo_db *db, const char *hash,
  */
 KHEO_EXTERN int kheo_blob_missing_json(kheo_db *db, char **out);
 
+typedef struct kheo_prune_stats {
+	size_t pruned;          /* blobs removed */
+	uint64_t bytes;         /* their bytes in DIR/blobs */
+	/* whole blobs no record names, old enough, kept: the province has
+	 * not acknowledged them (no sys_blob_ack here names them) */
+	size_t unacked;
+} kheo_prune_stats;
+
 /*
- * Remove the blobs (complete or partial) that no live record names now,
- * pending edits included, and that arrived here more than `days` days
- * ago (docs/architecture.md, "Attachments", for why that is the rule).
- * *pruned and *bytes (either may be NULL) say how many and how much.
+ * Remove the blobs that no live record names now, pending edits
+ * included, and that arrived here more than `days` days ago; on any node
+ * but the province, a blob held whole goes only once the province has
+ * acknowledged it (a sys_blob_ack record, signed by the province, came
+ * with the records that named it), so the last copy never leaves a
+ * device or hub.  A partial blob goes on age alone: no record names it,
+ * so nobody will complete it.  docs/architecture.md, "Attachments", says
+ * why.  *out (may be NULL) says how many went, how much, and how many
+ * wait for the province.
  */
-KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
-	uint64_t *bytes);
+KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days,
+	kheo_prune_stats *out);
 
 /* ----------------------------------------------------------------- import */
 
@@ -627,6 +677,10 @@ typedef struct kheo_session_stats {
 	uint64_t blob_bytes_in, blob_bytes_out;
 	size_t blobs_completed, blobs_refused, blobs_left;
 	char blob_error[256];
+	/* the sync version the peer's HELLO gave (docs/protocol.md 12.2);
+	 * below 2 the peer knows no blobs, so none moved either way and
+	 * blobs_left counts what this side still lacks */
+	unsigned peer_version;
 } kheo_session_stats;
 
 /* A session on `db`.  KHEO_EINVAL for bad options; KHEO_EAUTH when this
@@ -725,7 +779,9 @@ typedef struct kheo_audit_finding {
 	kheo_audit_severity severity;
 	const char *kind;   /* "edited", "added", "removed", "changeset",
 			     * "history", "dates", "message", "chain-gap",
-			     * "rejected", "equivocation", "back-dated" */
+			     * "rejected", "equivocation", "back-dated",
+			     * "taken-back" (a revocation took back a
+			     * changeset mirrored before it) */
 	size_t seq;         /* the commit's place in the history (1 is the
 			     * first), 0 when it concerns no one commit */
 	const char *commit; /* its id (hex), "" when none */
@@ -776,6 +832,30 @@ KHEO_EXTERN const char *kheo_audit_errmsg(const kheo_audit *a);
  * warnings or not.  Can be called once per handle.
  */
 KHEO_EXTERN int kheo_audit_verify(kheo_audit *a, kheo_audit_stats *st);
+
+typedef struct kheo_audit_blob_stats {
+	size_t blobs;     /* distinct blobs live records of the head name */
+	size_t intact;    /* in the store whole, hashing to their names */
+	size_t missing;   /* none of it, or only part, in the store */
+	size_t damaged;   /* a chunk file gone or altered, or the whole
+			   * does not hash to its name */
+} kheo_audit_blob_stats;
+
+/*
+ * After kheo_audit_verify: check a blob store against the mirror.  The
+ * mirror records attachments by hash only; `datadir` is a data directory
+ * holding their bytes (the node's, or a copy of its kheo.db and blobs/).
+ * Every blob a live record of the mirror's head names must be there whole
+ * and hash to its name; each record naming one that is not is an error
+ * finding (kind "blob-missing" or "blob-damaged", path the record's file
+ * in the mirror, the message naming the field and the blob).
+ * KHEO_ECORRUPT when a blob is missing or damaged; KHEO_EINVAL before
+ * kheo_audit_verify; the open's error when datadir is not a data
+ * directory (the message in kheo_audit_errmsg).  st (may be NULL) is
+ * filled.
+ */
+KHEO_EXTERN int kheo_audit_verify_blobs(kheo_audit *a, const char *datadir,
+	kheo_audit_blob_stats *st);
 
 typedef enum kheo_replay_mode {
 	/* the changesets clocked up to the date (and every _sys changeset:

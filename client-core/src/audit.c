@@ -132,6 +132,7 @@ KHEO_EXTERN int kheo_audit_parse_time(int64_t *out, const char *text)
 }
 
 #ifndef KHEO_NO_AUDIT
+#include "audit_sign.h"
 
 #include <git2.h>
 #include <git2/sys/mempack.h>
@@ -152,7 +153,7 @@ static void iso_ms(char out[32], int64_t ms)
 
 /* 2: record files and changesets sharded by their first hex digits, so
  * that a commit rewrites small directories (1 had UNIT/TABLE/ID.json) */
-#define MIRROR_FORMAT 2
+#define MIRROR_FORMAT 3 /* 3: commits signed by the node (audit_sign.c) */
 #define MIRROR_REF "refs/heads/main"
 #define MIRROR_FILE "_kheo/mirror.json"
 #define SCHEMA_FILE "_kheo/schema.json"
@@ -204,6 +205,8 @@ typedef struct mirror {
 	size_t ncommits;
 	size_t seq;               /* commits stepped through */
 	int64_t last_applied;
+	int64_t quarantined;      /* verify: the rebuild's quarantine rows
+				   * seen so far (kheo_quarantine.n) */
 	int trees;                /* build trees (export, verify) */
 	int in_verify;
 	int used;                 /* verify or replay ran */
@@ -811,6 +814,13 @@ static int ident_json(const mirror_ident *id, kheo_buf *out)
 	kheo_hex(hex, id->pk, KHEO_KEY_SIZE);
 	json_object_set_new(o, "format", json_integer(MIRROR_FORMAT));
 	json_object_set_new(o, "node", json_string(hex));
+	{
+		/* for an auditor's allowed-signers file (docs/auditor.md) */
+		char line[KHEO_SSH_KEY_MAX];
+
+		kheo__ssh_key_line(line, id->pk);
+		json_object_set_new(o, "signing_key", json_string(line));
+	}
 	json_object_set_new(o, "node_role", json_string(
 		id->role >= 1 && id->role <= 3 ? roles[id->role] : "unknown"));
 	json_object_set_new(o, "unit", json_string(id->unit));
@@ -1085,18 +1095,6 @@ static void receipt_of(mirror *m, const kheo_changeset *cs, char *out,
 	sqlite3_reset(st);
 }
 
-static const char *op_name(int kind)
-{
-	switch (kind) {
-	case KHEO_OP_PUT: return "put";
-	case KHEO_OP_SET: return "set";
-	case KHEO_OP_ADD: return "add";
-	case KHEO_OP_REMOVE: return "remove";
-	case KHEO_OP_DELETE: return "delete";
-	}
-	return "op";
-}
-
 static void put_line(kheo_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -1136,7 +1134,7 @@ static void message(mirror *m, const kheo_changeset *cs,
 
 		kheo_hex(rec, op->record, 4);
 		n += (size_t)snprintf(summary + n, sizeof(summary) - n,
-			"%s %s %s %s", i ? "," : "", op_name(op->kind),
+			"%s %s %s %s", i ? "," : "", kheo_op_name(op->kind),
 			op->table, rec);
 		if (op->kind != KHEO_OP_PUT && op->kind != KHEO_OP_DELETE &&
 		    op->nfields == 1 && n < sizeof(summary))
@@ -1242,6 +1240,28 @@ static int note_receipts(mirror *m, const kheo_changeset *cs,
  * that does not open is refused (KHEO_EPROTO, why in o->why) and changes
  * nothing.  `applied`: when the mirrored node applied it.
  */
+/* What became of the changeset `id` in the rebuild: 0 applied, 1 held,
+ * 2 rejected (no row: it went to quarantine), or an error. */
+static int own_fate(mirror *m, const uint8_t *id)
+{
+	sqlite3_stmt *q = mprep(m, "SELECT state FROM kheo_cs WHERE id = ?1");
+	int rc, fate;
+
+	if (!q)
+		return merr(m, KHEO_ERROR, "rebuild: %s",
+			sqlite3_errmsg(m->scratch->sql));
+	sqlite3_bind_blob(q, 1, id, KHEO_ID_SIZE, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		fate = sqlite3_column_int(q, 0) == 0 ? 0 : 1;
+	else if (rc == SQLITE_DONE)
+		fate = 2;
+	else
+		fate = serr(m, kheo__sqlerr(m->scratch, rc, "fate"));
+	sqlite3_reset(q);
+	return fate;
+}
+
 static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 	int64_t applied, size_t seq, step_out *o)
 {
@@ -1300,17 +1320,23 @@ static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 		serr(m, err);
 		goto done;
 	}
+	/* The stats count what this changeset did to others too: a
+	 * revocation that takes back a changeset applied before counts that
+	 * one as rejected.  This changeset's own fate is its row. */
 	if (stats.duplicate) {
 		o->verdict = 3;
-	} else if (stats.rejected) {
+	} else if ((err = own_fate(m, o->id)) < 0) {
+		goto done;
+	} else if (err == 2) {
 		o->verdict = 2;
 		snprintf(o->why, sizeof(o->why), "rejected");
-	} else if (stats.held) {
+	} else if (err == 1) {
 		o->verdict = 1;
 	} else {
 		m->st.changesets += 1 + stats.released;
 		m->st.ops += stats.ops;
 	}
+	err = KHEO_OK;
 	if (o->verdict == 1 || o->verdict == 2) {
 		sqlite3_stmt *q;
 
@@ -1608,6 +1634,63 @@ static int same_person(const git_signature *a, const git_signature *b)
 	       a->when.time == b->when.time && a->when.offset == b->when.offset;
 }
 
+/* Is the commit signed by the mirrored node (audit_sign.c)?  Only it
+ * makes commits: a commit it did not sign was made or re-made by
+ * someone else, whatever else in it still checks. */
+static int check_signed(mirror *m, size_t seq, const git_oid *oid)
+{
+	char why[200];
+	int err = kheo__commit_check(m->repo, oid, m->ident.pk, why,
+		sizeof(why));
+
+	if (err == KHEO_ERROR)
+		return merr(m, KHEO_EIO, "commit %zu: %s", seq, why);
+	if (err < 0)
+		finding(m, KHEO_AUDIT_ERROR, "signature", seq, oid, "",
+			"%s: the mirrored node did not make this commit as "
+			"it is", why);
+	return KHEO_OK;
+}
+
+/*
+ * Changesets this commit's changeset took back: a revocation that reached
+ * the node after it had applied (and mirrored) later changesets of the
+ * revoked key.  The history stays as it was, and this commit's tree drops
+ * their effects; an auditor is told which ones, and where they were.
+ */
+static int taken_back(mirror *m, size_t seq, const git_oid *oid)
+{
+	sqlite3_stmt *q = mprep(m, "SELECT q.n, q.detail, s.seq,"
+		" s.commit_id, q.id FROM kheo_quarantine q LEFT JOIN audit_seq"
+		" s ON s.id = q.id WHERE q.n > ?1 ORDER BY q.n");
+	int rc;
+
+	if (!q)
+		return merr(m, KHEO_ERROR, "rebuild: %s",
+			sqlite3_errmsg(m->scratch->sql));
+	sqlite3_bind_int64(q, 1, m->quarantined);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		char path[96];
+		const void *id = sqlite3_column_blob(q, 4);
+
+		m->quarantined = sqlite3_column_int64(q, 0);
+		/* only what was applied before: a mirrored commit of its own */
+		if (sqlite3_column_type(q, 2) == SQLITE_NULL || !id ||
+		    sqlite3_column_bytes(q, 4) != KHEO_ID_SIZE)
+			continue;
+		kheo__audit_cs_path(path, id);
+		finding(m, KHEO_AUDIT_WARNING, "taken-back", seq, oid, path,
+			"this commit takes back the changeset mirrored at "
+			"commit %lld (%.12s): %s",
+			(long long)sqlite3_column_int64(q, 2),
+			(const char *)sqlite3_column_text(q, 3),
+			(const char *)sqlite3_column_text(q, 1));
+	}
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? KHEO_OK
+				 : serr(m, kheo__sqlerr(m->scratch, rc, "fate"));
+}
+
 /*
  * Check one commit of the history, as the feed read it: step its
  * changeset through the rebuild and compare what kheo would have written
@@ -1707,6 +1790,10 @@ static int check_commit(mirror *m, const audit_item *it, int check)
 		finding(m, KHEO_AUDIT_ERROR, "rejected", seq, oid, path,
 			"the rebuild rejects this changeset, which the node "
 			"applied: %s", o.why);
+	if (check && (err = taken_back(m, seq, oid)) < 0)
+		goto done;
+	if (check && (err = check_signed(m, seq, oid)) < 0)
+		goto done;
 	if (!check || !m->trees)
 		goto done;
 	if (git_oid_equal(&o.tree, &it->tree))
@@ -2328,6 +2415,11 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 	char keep[4096];
 
 	kheo__clear(db);
+	/* every commit is signed with the node's key (audit_sign.c) */
+	if (!db->sk)
+		return kheo__error(db, KHEO_EINVAL, "audit export signs the "
+			"mirror with this node's key, and it has none here "
+			"(a replayed or read-only data directory)");
 	if ((err = mirror_init(m, db, NULL)) < 0 ||
 	    (err = rebuild_paths(m, gitdir, keep, sizeof(keep))) < 0)
 		goto done;
@@ -2491,11 +2583,9 @@ KHEO_EXTERN int kheo_audit_export(kheo_db *db, const char *gitdir,
 			if ((rc = git_tree_lookup(&tree, m->repo, &o.tree)) < 0 ||
 			    (have_tip && (rc = git_commit_lookup(&pc, m->repo,
 						  &tip)) < 0) ||
-			    (rc = git_commit_create(&commit, m->repo, NULL,
-				     o.author, me, NULL,
-				     (const char *)o.msg.p, tree,
-				     have_tip ? 1 : 0,
-				     (const git_commit **)&pc)) < 0)
+			    (rc = kheo__commit_signed(&commit, m->repo,
+				     o.author, me, (const char *)o.msg.p, tree,
+				     pc, db->pk, db->sk)) < 0)
 				err = gerr(m, rc, "commit");
 		}
 		git_tree_free(tree);
@@ -2547,6 +2637,20 @@ done:
 	sqlite3_finalize(known);
 	mirror_free(m);
 	return err;
+}
+
+/* For audit_blobs.c, which checks a blob store against the mirror: the
+ * state kheo_audit_verify rebuilt (the mirror's head; NULL before it
+ * ran), and an error finding handed on as this file's are. */
+kheo_db *kheo__audit_state(kheo_audit *a)
+{
+	return a->m.used ? a->m.scratch : NULL;
+}
+
+void kheo__audit_error(kheo_audit *a, const char *kind, const char *path,
+	const char *msg)
+{
+	finding(&a->m, KHEO_AUDIT_ERROR, kind, 0, NULL, path, "%s", msg);
 }
 
 #else /* KHEO_NO_AUDIT: a build without libgit2 */

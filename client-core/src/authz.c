@@ -888,9 +888,25 @@ int kheo__authorize(kheo_db *db, const kheo_changeset *cs, int *role,
 	}
 	if (verdict != VERDICT_APPLY)
 		return verdict;
-	for (i = 0; i < cs->nops; i++)
+	for (i = 0; i < cs->nops; i++) {
+		const char *t = cs->ops[i].table;
+
+		/* outside `_sys`, the one system table is the province's
+		 * blob acknowledgement (blob_ack.c): a node trusts it to
+		 * prune, so nobody else may write it */
+		if (strncmp(t, "sys_", 4) == 0 &&
+		    (strcmp(t, "sys_blob_ack") != 0 ||
+			    *role != KHEO_ROLE_PROVINCE)) {
+			kheo__refuse(ref, KHEO_R_ROLE_FORBIDS, 0, "%s",
+				strcmp(t, "sys_blob_ack") == 0
+					? "sys_blob_ack may be written only by "
+					  "the province"
+					: "a system table outside _sys");
+			return VERDICT_REJECT;
+		}
 		if (!kheo__authz_op_allowed(db, *role, &cs->ops[i], ref))
 			return VERDICT_REJECT;
+	}
 	return VERDICT_APPLY;
 }
 

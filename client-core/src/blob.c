@@ -995,6 +995,33 @@ KHEO_EXTERN int kheo_blob_get(kheo_db *db, const char *hash,
 	return KHEO_OK;
 }
 
+int kheo__blob_verify(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
+	uint64_t *size)
+{
+	char hex[2 * KHEO_ID_SIZE + 1];
+	uint64_t sz = 0, have = 0;
+	int complete = 0, err;
+
+	kheo__clear(db);
+	if ((err = ensure(db)) < 0)
+		return err;
+	kheo_hex(hex, h, KHEO_ID_SIZE);
+	err = blob_row(db, h, &sz, &have, &complete);
+	if (err == KHEO_ENOTFOUND || (err == KHEO_OK && !complete))
+		return kheo__error(db, KHEO_ENOTFOUND, "blob %s is not here "
+			"(%s)", hex, err == KHEO_OK ? "partial" : "none of it");
+	if (err < 0)
+		return err;
+	if (size)
+		*size = sz;
+	err = verify_whole(db, h, sz, -1, NULL);
+	/* a chunk file gone or unreadable is damage too: the row says the
+	 * blob was here whole */
+	if (err < 0 && err != KHEO_ENOMEM && err != KHEO_ECORRUPT)
+		err = KHEO_ECORRUPT;
+	return err;
+}
+
 KHEO_EXTERN int kheo_blob_missing_json(kheo_db *db, char **out)
 {
 	kheo_blob_ref *v;
@@ -1073,9 +1100,14 @@ static int hash_cmp(const void *a, const void *b)
 	return memcmp(a, b, KHEO_ID_SIZE);
 }
 
-KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
-	uint64_t *bytes)
+KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days,
+	kheo_prune_stats *out)
 {
+	/* the province is where blobs are acknowledged: it prunes by age;
+	 * any other node keeps a whole blob until the province vouched for
+	 * it (blob_ack.c) */
+	int province = db->role == KHEO_NODE_PROVINCE;
+	size_t unacked = 0;
 	kheo_blob_ref *v;
 	uint8_t (*named)[KHEO_ID_SIZE] = NULL, (*gone)[KHEO_ID_SIZE] = NULL;
 	size_t n, i, ngone = 0, capgone = 0, count = 0;
@@ -1098,8 +1130,8 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 		qsort(named, n, KHEO_ID_SIZE, hash_cmp);
 	rc = sqlite3_prepare_v2(db->sql, "SELECT b.hash, (SELECT"
 		" coalesce(sum(zlen), 0) FROM kheo_blob_chunk c WHERE c.hash ="
-		" b.hash) FROM kheo_blob b WHERE coalesce(b.done_at, b.added) <"
-		" ?1", -1, &st, NULL);
+		" b.hash), b.done_at IS NOT NULL FROM kheo_blob b WHERE"
+		" coalesce(b.done_at, b.added) < ?1", -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		kheo__free(named);
 		return kheo__sqlerr(db, rc, "blobs");
@@ -1110,6 +1142,20 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 
 		if (n && bsearch(h, named, n, KHEO_ID_SIZE, hash_cmp))
 			continue;
+		/* a partial blob no record names can be neither served nor
+		 * completed: age is enough */
+		if (!province && sqlite3_column_int(st, 2)) {
+			int acked = kheo__blob_acked(db, h);
+
+			if (acked < 0) {
+				rc = SQLITE_ERROR;
+				break;
+			}
+			if (!acked) {
+				unacked++;
+				continue;
+			}
+		}
 		if (ngone == capgone) {
 			void *ng = kheo__realloc(gone,
 				(capgone = capgone ? 2 * capgone : 16) *
@@ -1128,6 +1174,8 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 	kheo__free(named);
 	if (rc != SQLITE_DONE) {
 		kheo__free(gone);
+		if (rc == SQLITE_ERROR) /* kheo__blob_acked said why */
+			return KHEO_ERROR;
 		return rc == SQLITE_NOMEM
 			       ? kheo__error(db, KHEO_ENOMEM, "out of memory")
 			       : kheo__sqlerr(db, rc, "blobs");
@@ -1150,9 +1198,10 @@ KHEO_EXTERN int kheo_blob_prune(kheo_db *db, unsigned days, size_t *pruned,
 	kheo__free(gone);
 	if (err < 0)
 		return err;
-	if (pruned)
-		*pruned = count;
-	if (bytes)
-		*bytes = total;
+	if (out) {
+		out->pruned = count;
+		out->bytes = total;
+		out->unacked = unacked;
+	}
 	return KHEO_OK;
 }

@@ -42,4 +42,19 @@ int kheo__blob_receive(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
 	uint64_t size, uint64_t idx, int z, const uint8_t chash[KHEO_ID_SIZE],
 	const uint8_t *data, size_t len, int *completed);
 
+/* Read blob h back whole and hash it: KHEO_OK when it is here and hashes
+ * to its name (*size, may be NULL, its size); KHEO_ENOTFOUND when none or
+ * only part of it is here; KHEO_ECORRUPT when a chunk file is gone or its
+ * bytes are not what was stored.  The message says which. */
+int kheo__blob_verify(kheo_db *db, const uint8_t h[KHEO_ID_SIZE],
+	uint64_t *size);
+
+/* blob_ack.c: the province, when it seals, acknowledges each blob it
+ * holds whole that a live record names (one sys_blob_ack per unit of such
+ * records); elsewhere nothing. */
+int kheo__write_blob_acks(kheo_db *db);
+/* 1 when an applied sys_blob_ack names blob h (the province holds it
+ * whole), 0 when none does, or a negative error. */
+int kheo__blob_acked(kheo_db *db, const uint8_t h[KHEO_ID_SIZE]);
+
 #endif

@@ -243,6 +243,16 @@ static int touched_rids(kheo_db *db, const int64_t *cs, size_t n,
 KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	const char *for_node, kheo_bundle_stats *st)
 {
+	kheo_bundle_options o = KHEO_BUNDLE_OPTIONS_INIT;
+
+	o.for_node = for_node;
+	return kheo_bundle_create_ext(db, path, &o, st);
+}
+
+KHEO_EXTERN int kheo_bundle_create_ext(kheo_db *db, const char *path,
+	const kheo_bundle_options *o, kheo_bundle_stats *st)
+{
+	const char *for_node = o ? o->for_node : NULL;
 	kheo_bundle b = { 0 };
 	kheo_buf out = { 0 }, frames = { 0 }, blobs = { 0 };
 	uint8_t peer[KHEO_KEY_SIZE], *rids = NULL;
@@ -252,6 +262,9 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	int rc, err, have_peer = 0;
 
 	kheo__clear(db);
+	if (!o || o->version != KHEO_BUNDLE_OPTIONS_VERSION)
+		return kheo__error(db, KHEO_EINVAL, "bundle options version "
+			"unknown");
 	if (!db->sk)
 		return kheo__error(db, KHEO_EAUTH, "%s", db->sign_refusal);
 	if (for_node) {
@@ -333,7 +346,9 @@ KHEO_EXTERN int kheo_bundle_create(kheo_db *db, const char *path,
 	if (have_peer &&
 	    (err = touched_rids(db, csn, b.nframes, &rids, &nrids)) < 0)
 		goto done;
-	if ((err = add_blobs(db, &b, &blobs, have_peer ? rids : NULL, nrids,
+	/* with no_blobs, no chunk: kheo_bundle_encode then writes format 1 */
+	if (!o->no_blobs &&
+	    (err = add_blobs(db, &b, &blobs, have_peer ? rids : NULL, nrids,
 		     &nblobs)) < 0)
 		goto done;
 	memcpy(b.sender, db->pk, KHEO_KEY_SIZE);

@@ -18,6 +18,7 @@
  * signed.
  */
 #include "internal.h"
+#include "blob.h"
 #include "alloc.h"
 
 #include <assert.h>
@@ -300,8 +301,11 @@ KHEO_EXTERN int kheo_put(kheo_db *db, char id_out[KHEO_RECORD_HEX + 1],
 			unit = unitbuf;
 		}
 	}
-	if (t->system)
-		unit = "_sys"; /* every node receives the system tables */
+	/* every node receives the system tables; but a blob's
+	 * acknowledgement goes in the unit of the records naming the blob,
+	 * to the nodes that hold them and no others (blob_ack.c) */
+	if (t->system && strcmp(t->name, "sys_blob_ack") != 0)
+		unit = "_sys";
 	for (i = 0; i < t->nfields; i++) {
 		if (!t->fields[i].required)
 			continue;
@@ -896,7 +900,8 @@ int kheo__seal(kheo_db *db, size_t *sealed)
 	if (sealed)
 		*sealed = 0;
 	/* the province acknowledges what it holds each time it seals */
-	if ((err = kheo__write_receipts(db)) < 0)
+	if ((err = kheo__write_receipts(db)) < 0 ||
+	    (err = kheo__write_blob_acks(db)) < 0)
 		return err;
 	if ((err = load_pending(db, &s)) < 0 || s.n == 0)
 		goto done;

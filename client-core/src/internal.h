@@ -371,4 +371,15 @@ int kheo__seal(kheo_db *db, size_t *sealed);
  * transaction). */
 int kheo__pending_rekey(kheo_db *db, const uint8_t old_pk[KHEO_KEY_SIZE]);
 
+#ifdef KHEO_FAULT_INJECTION
+/* Test builds only (sync.c): make session s speak an older sync version
+ * (before its HELLO), or send message m from it as a broken peer would. */
+void kheo__session_speak(kheo_session *s, unsigned version);
+int kheo__session_inject(kheo_session *s, const kheo_msg *m);
+/* fn sees each message s sends (but FRAMES) and may change it; it returns
+ * 1 to drop it. */
+void kheo__session_tamper(kheo_session *s,
+	int (*fn)(void *arg, kheo_msg *m), void *arg);
+#endif
+
 #endif

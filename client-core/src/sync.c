@@ -55,6 +55,11 @@ struct kheo_session {
 	uint8_t summary[KHEO_ID_SIZE];        /* ours, over `scope` */
 	uint8_t hello_summary[KHEO_ID_SIZE];  /* the one our HELLO carried */
 	int node_role_peer, cert_role_peer;
+	/* sync versions: what we speak (KHEO_SYNC_VERSION, lower only in
+	 * tests that play an older node), and whether the blob phase runs:
+	 * both sides speak KHEO_SYNC_VERSION_BLOBS or later */
+	unsigned speak;
+	int blobs;
 
 	/* the peer's heads, as they come */
 	kheo_head *peer_heads;
@@ -94,6 +99,10 @@ struct kheo_session {
 	int noted;                            /* kheo_peer written */
 	kheo_codec *store;                    /* level 0: frames as raw */
 	kheo_buf raw, frames, packed, unpacked;
+#ifdef KHEO_FAULT_INJECTION
+	int (*tamper)(void *arg, kheo_msg *m);
+	void *tamper_arg;
+#endif
 };
 
 static int fail(kheo_session *s, const char *fmt, ...)
@@ -118,6 +127,16 @@ static int fail(kheo_session *s, const char *fmt, ...)
 static int send_msg(kheo_session *s, const kheo_msg *m)
 {
 	int err;
+#ifdef KHEO_FAULT_INJECTION
+	kheo_msg changed;
+
+	if (s->tamper) {
+		changed = *m;
+		if (s->tamper(s->tamper_arg, &changed))
+			return KHEO_OK; /* dropped */
+		m = &changed;
+	}
+#endif
 
 	kheo_buf_reset(&s->msg);
 	if ((err = kheo_msg_encode(&s->msg, m)) < 0)
@@ -265,6 +284,7 @@ static int send_hello(kheo_session *s)
 	if (kheo__meta_get_text(s->db, "epoch", hex, sizeof(hex)) == KHEO_OK)
 		kheo_unhex(epoch, 8, hex, strlen(hex));
 	kheo__clear(s->db);
+	m.hello.version = s->speak;
 	m.hello.node_role = s->db->role;
 	m.hello.cert_role = s->db->cert_role;
 	snprintf(m.hello.scope, sizeof(m.hello.scope), "%s", s->my_scope);
@@ -579,6 +599,13 @@ static int start_blobs(kheo_session *s)
 	}
 	s->want = v;
 	s->nwant = k;
+	if (!s->blobs) {
+		/* a peer of sync version 1 knows no blob messages: the phase
+		 * does not run, and what is missing stays listed as missing */
+		s->st.blobs_left = k;
+		s->end_sent = s->end_got = 1;
+		return KHEO_OK;
+	}
 	if (s->o.no_blobs) {
 		s->st.blobs_left = k;
 		return send_end(s);
@@ -838,6 +865,18 @@ static int check_peer(kheo_session *s, const kheo_msg *m)
 	snprintf(s->st.scope, sizeof(s->st.scope), "%s", s->scope);
 	s->node_role_peer = m->hello.node_role;
 	s->cert_role_peer = m->hello.cert_role;
+	s->st.peer_version = m->hello.version;
+	/* the session runs at the lower version: a server answers an older
+	 * client in the client's version (a node of version 1 refuses any
+	 * other), and a client refuses an answer above its own, as that
+	 * node does */
+	if (m->hello.version > s->speak)
+		return refuse(s, "sync version %u unknown (this node speaks "
+			"%d to %u)", m->hello.version, KHEO_SYNC_VERSION_MIN,
+			s->speak);
+	if (!s->o.initiator)
+		s->speak = m->hello.version;
+	s->blobs = s->speak >= KHEO_SYNC_VERSION_BLOBS;
 	return KHEO_OK;
 }
 
@@ -1085,6 +1124,13 @@ static int on_message(kheo_session *s, const uint8_t *p, size_t n,
 		kheo_msg_free(&m);
 		return refuse(s, "message %d before HELLO", type);
 	}
+	if (m.type >= KHEO_MSG_WANT && m.type <= KHEO_MSG_END && !s->blobs) {
+		int type = m.type;
+
+		kheo_msg_free(&m);
+		return refuse(s, "message %d is a blob message, and this session "
+			"runs at sync version 1 (no blobs)", type);
+	}
 	switch (m.type) {
 	case KHEO_MSG_HELLO:
 		err = on_hello(s, &m);
@@ -1147,6 +1193,27 @@ static int on_record(void *arg, const uint8_t *p, size_t n)
 	return on_message(s, p, n, 0);
 }
 
+#ifdef KHEO_FAULT_INJECTION
+/* Tests play an older node, or a peer that breaks the protocol
+ * (tests/unit/test_blob.c): the test build only. */
+void kheo__session_speak(kheo_session *s, unsigned version)
+{
+	s->speak = version;
+}
+
+int kheo__session_inject(kheo_session *s, const kheo_msg *m)
+{
+	return send_msg(s, m);
+}
+
+void kheo__session_tamper(kheo_session *s,
+	int (*fn)(void *arg, kheo_msg *m), void *arg)
+{
+	s->tamper = fn;
+	s->tamper_arg = arg;
+}
+#endif
+
 /* ------------------------------------------------------------------ API */
 
 KHEO_EXTERN void kheo_session_free(kheo_session *s);
@@ -1190,6 +1257,7 @@ KHEO_EXTERN int kheo_session_new(kheo_session **out, kheo_db *db,
 	s->db = db;
 	s->o = *o;
 	s->o.expect_peer = NULL;
+	s->speak = KHEO_SYNC_VERSION;
 	if (!s->o.chunk_bytes)
 		s->o.chunk_bytes = DEFAULT_CHUNK;
 	if (!s->o.max_changesets)

@@ -22,6 +22,7 @@
  */
 #include "kheo.h"
 #include "proto.h"
+#include "trace.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -32,91 +33,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-typedef struct line {
-	int op;              /* 'p' put, 's' set, 'd' del, 'y' sync */
-	char dev[32], dev2[32];
-	char id[33];
-	char field[32];
-	json_t *j;           /* the parsed line */
-} line;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, const char *msg)
 {
 	fprintf(stderr, "bench_core: %s: %s\n", what, msg);
 	exit(1);
-}
-
-static line *load(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t cap = 0, count = 0, room = 0;
-	line *lines = NULL;
-
-	if (!f)
-		die(path, "cannot open");
-	while (getline(&text, &cap, f) > 0) {
-		json_t *j = json_loads(text, 0, NULL);
-		const char *op;
-		line *l;
-
-		if (!j)
-			die(path, "bad JSON line");
-		op = json_string_value(json_object_get(j, "op"));
-		if (!op || (strcmp(op, "put") && strcmp(op, "set") &&
-			       strcmp(op, "del") && strcmp(op, "sync"))) {
-			json_decref(j);
-			continue;
-		}
-		if (count == room) {
-			room = room ? 2 * room : 4096;
-			lines = realloc(lines, room * sizeof(*lines));
-		}
-		l = &lines[count++];
-		memset(l, 0, sizeof(*l));
-		l->op = op[0] == 'p' ? 'p' : op[0] == 'd' ? 'd' :
-			op[1] == 'e' ? 's' : 'y';
-		l->j = j;
-		if (l->op == 'y') {
-			snprintf(l->dev, sizeof(l->dev), "%s",
-				json_string_value(json_object_get(j, "a")));
-			snprintf(l->dev2, sizeof(l->dev2), "%s",
-				json_string_value(json_object_get(j, "b")));
-			continue;
-		}
-		snprintf(l->dev, sizeof(l->dev), "%s",
-			json_string_value(json_object_get(j, "dev")));
-		snprintf(l->id, sizeof(l->id), "%s",
-			json_string_value(json_object_get(j, "id")));
-		if (l->op == 's')
-			snprintf(l->field, sizeof(l->field), "%s",
-				json_string_value(json_object_get(j, "field")));
-	}
-	free(text);
-	fclose(f);
-	*n = count;
-	return lines;
-}
-
-static const char *text_of(json_t *v, char *buf, size_t n)
-{
-	if (json_is_string(v))
-		return json_string_value(v);
-	if (json_is_integer(v))
-		snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		snprintf(buf, n, "%.17g", json_real_value(v));
-	else
-		snprintf(buf, n, "%s", json_is_true(v) ? "true" : "false");
-	return buf;
 }
 
 /* ------------------------------------------------------ SQLite baseline */
@@ -149,7 +69,7 @@ static void bind_json(sqlite3_stmt *st, int col, json_t *v)
 		sqlite3_bind_null(st, col);
 }
 
-static double sqlite_baseline(const line *l, size_t n, const char *dir,
+static double sqlite_baseline(const trace_line *l, size_t n, const char *dir,
 	size_t *sets)
 {
 	char path[1024];
@@ -242,56 +162,16 @@ static kheo_db *make_node(const char *dir, const char *name,
 }
 
 /* Apply one trace line as a local edit; 1 if applied, 0 if a no-op. */
-static int edit(kheo_db *db, const line *l)
+static int edit(kheo_db *db, const trace_line *l)
 {
-	char buf[64];
-	kheo_assign a[NCOL];
-	size_t k = 0;
-	int err;
+	int n = trace_edit(db, l->j);
 
-	if (l->op == 'p') {
-		json_t *f = json_object_get(l->j, "fields"), *v;
-		const char *key;
-
-		json_object_foreach(f, key, v) {
-			if (k == NCOL || strcmp(key, "updated_by") == 0)
-				continue;
-			a[k].field = key;
-			a[k].op = KHEO_ASSIGN_SET;
-			/* numbers are formatted into per-field buffers */
-			a[k].value = json_is_string(v) ? json_string_value(v)
-						       : NULL;
-			if (!a[k].value) {
-				static char nums[NCOL][64];
-
-				a[k].value = text_of(v, nums[k], 64);
-			}
-			k++;
-		}
-		err = kheo_put(db, NULL, "model", l->id, a, k);
-	} else if (l->op == 's') {
-		if (strcmp(l->field, "updated_by") == 0)
-			return 0;
-		a[0].field = l->field;
-		a[0].op = KHEO_ASSIGN_SET;
-		a[0].value = text_of(json_object_get(l->j, "value"), buf,
-			sizeof(buf));
-		err = kheo_set(db, "model", l->id, a, 1);
-	} else if (l->op == 'd') {
-		err = kheo_delete(db, "model", l->id);
-	} else {
-		return 0;
-	}
-	/* absent or deleted here: a no-op, as the trace format says */
-	if (err == KHEO_ENOTFOUND ||
-	    (err == KHEO_EINVAL && strstr(kheo_errmsg(db), "deleted")))
-		return 0;
-	if (err < 0)
+	if (n < 0)
 		die("edit", kheo_errmsg(db));
-	return 1;
+	return n;
 }
 
-static double kheo_edits(const line *l, size_t n, const char *dir,
+static double kheo_edits(const trace_line *l, size_t n, const char *dir,
 	size_t *applied)
 {
 	kheo_db *db = make_node(dir, "editor", KHEO_NODE_DEVICE, "dak-nong");
@@ -334,7 +214,7 @@ static int owns(const device *d, const char *id)
 	return 0;
 }
 
-static void receive_bench(const line *l, size_t n, const char *dir)
+static void receive_bench(const trace_line *l, size_t n, const char *dir)
 {
 	device devs[256];
 	size_t ndev = 0, i, j, total_frames = 0, cap = 0, ops = 0, bytes = 0;
@@ -476,7 +356,7 @@ int main(int argc, char **argv)
 {
 	size_t n, sets, applied, i;
 	double tsql, tkheo;
-	line *l;
+	trace_line *l;
 
 	if (argc != 3) {
 		fprintf(stderr, "usage: bench_core TRACE.jsonl SCRATCH_DIR\n");
@@ -485,7 +365,7 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0)
 		return 1;
 	mkdir(argv[2], 0700);
-	l = load(argv[1], &n);
+	l = trace_load(argv[1], &n);
 	tsql = sqlite_baseline(l, n, argv[2], &sets);
 	tkheo = kheo_edits(l, n, argv[2], &applied);
 	printf("local edits: %zu trace ops (%zu applied as edits), %zu field "

@@ -57,20 +57,6 @@ static node *find(const char *name)
 	die("%s: not in the topology", name);
 }
 
-static const char *text_of(json_t *v, char *buf, size_t n)
-{
-	if (json_is_string(v))
-		return json_string_value(v);
-	if (json_is_integer(v))
-		snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		snprintf(buf, n, "%.6f", json_real_value(v));
-	else
-		snprintf(buf, n, "%s", json_is_true(v) ? "true" : "false");
-	return buf;
-}
-
-/* What moved, by the kind of session. */
 static struct {
 	uint64_t tcp, up, local;        /* bytes */
 	size_t ntcp, nup, nlocal;       /* sessions */
@@ -257,9 +243,8 @@ int main(int argc, char **argv)
 		die("%s: cannot open", argv[2]);
 	t0 = now_s();
 	while (getline(&text, &cap, f) > 0) {
-		json_t *j = json_loads(text, 0, NULL), *fields, *v;
+		json_t *j = json_loads(text, 0, NULL);
 		const char *op = json_string_value(json_object_get(j, "op"));
-		char buf[64], out[KHEO_RECORD_HEX + 1];
 
 		if (!op)
 			die("%s: a line without op", argv[2]);
@@ -316,47 +301,13 @@ int main(int argc, char **argv)
 				nhubs + 1, now_s() - t0);
 			memset(&w, 0, sizeof(w));
 			t0 = now_s();
-		} else if (strcmp(op, "put") == 0) {
+		} else if (strcmp(op, "put") == 0 || strcmp(op, "set") == 0 ||
+			   strcmp(op, "del") == 0) {
 			node *n = find(json_string_value(json_object_get(j,
 				"dev")));
-			kheo_assign a[16];
-			char bufs[16][64];
-			const char *key;
-			size_t k = 0;
 
-			fields = json_object_get(j, "fields");
-			json_object_foreach(fields, key, v) {
-				if (strcmp(key, "updated_by") == 0 || k == 16)
-					continue;
-				a[k].field = key;
-				a[k].op = KHEO_ASSIGN_SET;
-				a[k].value = text_of(v, bufs[k], sizeof(bufs[k]));
-				k++;
-			}
-			if (kheo_put(n->n.db, out, "model", json_string_value(
-				    json_object_get(j, "id")), a, k) < 0)
+			if (trace_edit(n->n.db, j) < 0)
 				die("%s: %s", n->n.name, kheo_errmsg(n->n.db));
-			ops++;
-		} else if (strcmp(op, "set") == 0) {
-			node *n = find(json_string_value(json_object_get(j,
-				"dev")));
-			kheo_assign a = { json_string_value(json_object_get(j,
-				"field")), KHEO_ASSIGN_SET, NULL };
-
-			if (strcmp(a.field, "updated_by") != 0) {
-				a.value = text_of(json_object_get(j, "value"),
-					buf, sizeof(buf));
-				/* absent or deleted here: a no-op (TRACE.md) */
-				kheo_set(n->n.db, "model", json_string_value(
-					json_object_get(j, "id")), &a, 1);
-			}
-			ops++;
-		} else if (strcmp(op, "del") == 0) {
-			node *n = find(json_string_value(json_object_get(j,
-				"dev")));
-
-			kheo_delete(n->n.db, "model", json_string_value(
-				json_object_get(j, "id")));
 			ops++;
 		} else if (strcmp(op, "sync") == 0) {
 			sync_pair(find(json_string_value(json_object_get(j,

@@ -14,6 +14,7 @@
 #define KHEO_BENCH_DAEMONS_H
 
 #include "kheo.h"
+#include "trace.h" /* now_s, trace edits */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,14 +54,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-BENCH_FN double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ------------------------------------------------------------ nodes */

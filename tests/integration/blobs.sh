@@ -8,86 +8,15 @@
 # caps what one sync pushes. Prints TAP.
 #
 #   BUILD=build sh tests/integration/blobs.sh   (from the repository root)
-#   BLOBS_KEEP=1 keeps the scratch directory
+#   KHEO_KEEP=1 keeps the scratch directory
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
-KHEOD=$BUILD/kheod
-
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then SCRATCH=/dev/shm; else
-	SCRATCH=${TMPDIR:-/tmp}; fi
-T=$(mktemp -d "$SCRATCH/kheo-blobs.XXXXXX") || exit 1
-PIDS=""
-PX=""
-cleanup() {
-	for p in $PIDS $PX; do kill -KILL "$p" 2>/dev/null; done
-	if [ -n "${BLOBS_KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-if command -v timeout >/dev/null 2>&1; then TO="timeout 60"; else TO=; fi
-k() { $TO "$KHEO" "$@"; }
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-err1() { head -c 400 "$T/err" | tr '\n' ' '; }
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
-idj() { k -C "$1" id --json | json "d.get(\"$2\")"; }
-freeport() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-daemon() {
-	dlog=$1
-	shift
-	"$KHEOD" "$@" --foreground >"$dlog" 2>&1 &
-	pid=$!
-	i=0
-	while ! grep -q "started (kheo" "$dlog" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -gt 500 ] && return 1
-		kill -0 $pid 2>/dev/null || return 1
-		sleep 0.01
-	done
-}
-proxy() {
-	pout=$1
-	shift
-	rm -f pport
-	./cutproxy "$@" >"$pout" 2>"$pout.err" &
-	PX=$!
-	i=0
-	while [ ! -s pport ]; do
-		i=$((i + 1))
-		[ $i -gt 500 ] && return 1
-		sleep 0.01
-	done
-	PXPORT=$(cat pport)
-}
-pxwait() {
-	wait $PX
-	PX=""
-	set -- $(head -1 "$pout")
-	cs=${2:-0} sc=${4:-0} cut=${6:-0}
-}
+. "$ROOT/tests/integration/lib/daemon.sh"
+daemon_setup blobs
 missing() { k -C "$1" blob missing --json | json 'len(d)'; }
 
-cc -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O2 -o cutproxy \
-	"$ROOT/tests/integration/cutproxy.c" 2>"$T/err"
+proxy_build
 check "the cutting proxy builds" $? "$(err1)"
 
 PROV=dak-nong
@@ -96,11 +25,6 @@ VA=$DA/ea-po
 k -C P init --role province --unit $PROV >/dev/null
 ROOTFP=$(idj P root)
 PKEY=$(idj P key)
-enrol() { # DIR ISSUER ROLE UNIT
-	k -C "$1" enroll request >"$1.req" &&
-		k -C "$2" enroll sign "$1.req" --role "$3" --unit "$4" >"$1.cert" &&
-		k -C "$1" enroll accept "$1.cert" --root "$ROOTFP" >/dev/null
-}
 k -C H init --role hub --unit $DA >/dev/null && enrol H P hub $DA
 k -C D init --role device --unit $VA >/dev/null && enrol D H collector $VA
 k -C D2 init --role device --unit $VA >/dev/null && enrol D2 H collector $VA
@@ -108,7 +32,6 @@ k -C D2 init --role device --unit $VA >/dev/null && enrol D2 H collector $VA
 PP=$(freeport)
 HP=$(freeport)
 daemon prov.log -C P --listen 127.0.0.1:$PP
-PIDS="$PIDS $pid"
 cat >h.conf <<EOF
 listen = 127.0.0.1:$HP
 upstream = 127.0.0.1:$PP
@@ -117,7 +40,6 @@ nightly = off
 EOF
 daemon h.log -C H --config h.conf
 HUBPID=$pid
-PIDS="$PIDS $pid"
 
 # 4 MB of photos on two records, and a decision scan: JPEG magic, then
 # bytes that do not compress
@@ -201,7 +123,6 @@ kill -TERM $HUBPID
 wait $HUBPID 2>/dev/null
 echo "device_blob_bytes = 256k" >>h.conf
 daemon h.log -C H --config h.conf
-PIDS="$PIDS $pid"
 k -C D attach model "$R2" photos p0.jpg >/dev/null # already there: nothing
 python3 -c 'import os; open("big.jpg","wb").write(b"\xff\xd8\xff" + os.urandom(700000))'
 k -C D attach model "$R2" photos big.jpg >/dev/null

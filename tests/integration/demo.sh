@@ -54,6 +54,11 @@ grep -q 'audit.git: [0-9]* commits, [0-9]* changesets, head [0-9a-f]*: verified 
 	git -C "$dir/demo/audit.git" fsck --strict >/dev/null 2>&1
 check "the province's audit mirror verifies, and stock git fsck --strict accepts it" $? \
 	"$(grep -A2 'audit mirror' "$dir/out.txt")"
+grep -q 'Good "git" signature for kheo-mirror with ED25519 key' "$dir/out.txt" &&
+	sed -n '/who changed model m01/,/its beneficiaries line/p' "$dir/out.txt" | grep -q ': put model' &&
+	sed -n '/every write to that field/,/13. the/p' "$dir/out.txt" | grep -q 'set beneficiaries 48'
+check "stock git verifies the mirror's signature, and git log and kheo audit log show model m01's history" $? \
+	"$(grep -A8 'audit mirror' "$dir/out.txt")"
 grep -q 'damaged bundle refused whole' "$dir/out.txt"
 check "a damaged bundle is refused whole" $?
 grep -q 'rejected [1-9]' "$dir/out.txt"

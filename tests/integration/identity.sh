@@ -23,8 +23,6 @@ ROOT=$(pwd)
 . "$ROOT/tests/integration/lib/cli.sh"
 cli_setup identity
 
-# idj DIR KEY: a field of `kheo id --json` ("None" for null)
-idj() { k -C "$1" id --json | json "d.get(\"$2\")"; }
 # field DIR TABLE ID NAME: one field of a record ("None" if unset)
 field() { k -C "$1" get "$2" "$3" --json | json "d.get(\"$4\")"; }
 # has DIR TABLE ID: the record is visible on the node
@@ -52,14 +50,6 @@ snap() {
 		k -C "$1" $what 2>&1
 		echo "exit $?"
 	done | cksum
-}
-# enrol DIR ISSUER ROLE UNIT: the offline round trip, through files
-enrol() {
-	k -C "$1" enroll request >"$1.req" 2>"$T/err" &&
-		k -C "$2" enroll sign "$1.req" --role "$3" --unit "$4" \
-			>"$1.cert" 2>"$T/err" &&
-		k -C "$1" enroll accept "$1.cert" --root "$ROOTFP" \
-			>/dev/null 2>"$T/err"
 }
 # ship FROM TO: a full bundle of FROM applied on TO (status in $rc)
 ship() {

@@ -13,51 +13,10 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
-KHEOD=$BUILD/kheod
+. "$ROOT/tests/integration/lib/daemon.sh"
+daemon_setup mirrord
+cli_need git
 
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then SCRATCH=/dev/shm; else
-	SCRATCH=${TMPDIR:-/tmp}; fi
-T=$(mktemp -d "$SCRATCH/kheo-mirrord.XXXXXX") || exit 1
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-for bin in "$KHEO" "$KHEOD"; do
-	if [ ! -x "$bin" ] || ! command -v git >/dev/null 2>&1; then
-		echo "1..1"
-		echo "not ok 1 - $bin is not built, or no git"
-		exit 1
-	fi
-done
-
-if command -v timeout >/dev/null 2>&1; then TO="timeout 30"; else TO=; fi
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 400 "$T/err" | tr '\n' ' '; }
-out1() { head -c 400 "$T/out" | tr '\n' ' '; }
-idj() {
-	k -C "$1" id --json | python3 -c 'import json, sys
-print(json.load(sys.stdin).get(sys.argv[1]))' "$2"
-}
-freeport() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 # count FILE PATTERN: lines of FILE matching PATTERN
 count() { c=$(grep -c -- "$2" "$1" 2>/dev/null); echo "${c:-0}"; }
 # until_count FILE PATTERN N: until FILE has N lines matching (10 s)
@@ -80,11 +39,6 @@ CJ=dak-nong/cu-jut
 U=$CJ/ea-po
 k -C P init --role province --unit $PROV >/dev/null
 ROOTFP=$(idj P root)
-enrol() { # DIR ISSUER ROLE UNIT
-	k -C "$1" enroll request >"$1.req" &&
-		k -C "$2" enroll sign "$1.req" --role "$3" --unit "$4" >"$1.cert" &&
-		k -C "$1" enroll accept "$1.cert" --root "$ROOTFP" >/dev/null
-}
 k -C H init --role hub --unit $CJ >/dev/null
 enrol H P hub $CJ
 k -C D init --role device --unit $U >/dev/null
@@ -102,12 +56,10 @@ check "a relative audit_mirror is refused, named" $st "exit $st1: $(err1)"
 
 HP=$(freeport)
 printf 'audit_mirror = %s/m.git\nupstream = off\n' "$T" >hub.conf
-"$KHEOD" -C H --config hub.conf --listen 127.0.0.1:$HP --foreground \
-	>hub.log 2>&1 &
-HUB=$!
-PIDS="$PIDS $HUB"
-until_count hub.log "started (kheo" 1
-check "kheod starts with audit_mirror set" $? "$(tail -3 hub.log)"
+daemon hub.log -C H --config hub.conf --listen 127.0.0.1:$HP
+st=$?
+HUB=$pid
+check "kheod starts with audit_mirror set" $st "$(tail -3 hub.log)"
 
 # round 1: a model and an edit, synced
 M=$(k -C D put model name="Hợp tác xã cà phê" kind=collective \

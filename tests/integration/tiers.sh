@@ -6,7 +6,7 @@
 #
 #   BUILD=build sh tests/integration/tiers.sh   (from the repository root)
 #   TIERS_SEED=N repeats a run's random cut points (the seed is printed)
-#   TIERS_KEEP=1 keeps the scratch directory (nodes and kheod logs)
+#   KHEO_KEEP=1 keeps the scratch directory (nodes and kheod logs)
 #
 # 1. Three tiers: a province kheod, two hub kheods (two districts, each
 #    with the province as upstream), two collectors per village enrolled
@@ -30,119 +30,23 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
-KHEOD=$BUILD/kheod
-
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then SCRATCH=/dev/shm; else
-	SCRATCH=${TMPDIR:-/tmp}; fi
-T=$(mktemp -d "$SCRATCH/kheo-tiers.XXXXXX") || exit 1
-PIDS=""        # long-lived kheods
+. "$ROOT/tests/integration/lib/daemon.sh"
+daemon_setup tiers
 CUTHUB=""      # the kheod of the current cut trial
-PX=""          # the proxy running now
-cleanup() {
-	for p in $PIDS $CUTHUB $PX; do kill -KILL "$p" 2>/dev/null; done
-	if [ -n "${TIERS_KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
 
-. "$ROOT/tests/integration/lib/tap.sh"
-
-for bin in "$KHEO" "$KHEOD"; do
-	if [ ! -x "$bin" ]; then
-		echo "1..1"
-		echo "not ok 1 - $bin is not built (make $bin)"
-		exit 1
-	fi
-done
-
-if command -v timeout >/dev/null 2>&1; then TO="timeout 30"; else TO=; fi
-
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 400 "$T/err" | tr '\n' ' '; }
-out1() { head -c 400 "$T/out" | tr '\n' ' '; }
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
-idj() { k -C "$1" id --json | json "d.get(\"$2\")"; }
-freeport() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-# waitfor FILE PATTERN [TENTHS]: until grep finds PATTERN (default 5 s)
-waitfor() {
-	i=0
-	while ! grep -q -- "$2" "$1" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -gt "${3:-50}" ] && return 1
-		sleep 0.1
-	done
-	return 0
-}
-# daemon LOG ARGS...: kheod in the foreground, its log in LOG, pid in
-# $pid; waits until it serves
-daemon() {
-	dlog=$1
-	shift
-	"$KHEOD" "$@" --foreground >"$dlog" 2>&1 &
-	pid=$!
-	i=0
-	while ! grep -q "started (kheo" "$dlog" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -gt 500 ] && return 1
-		kill -0 $pid 2>/dev/null || return 1
-		sleep 0.01
-	done
-}
-
-# The proxy, built as cli.sh builds its tools (it needs only libc).
-cc -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O2 -o cutproxy \
-	"$ROOT/tests/integration/cutproxy.c" 2>"$T/err"
+proxy_build
 check "the cutting proxy builds" $? "$(err1)"
-# proxy OUT [OPTIONS...] pport TARGET_PORT: cutproxy in the background,
-# its report in OUT, its pid in $PX and its port in $PXPORT
-proxy() {
-	pout=$1
-	shift
-	rm -f pport
-	./cutproxy "$@" >"$pout" 2>"$pout.err" &
-	PX=$!
-	i=0
-	while [ ! -s pport ]; do
-		i=$((i + 1))
-		[ $i -gt 500 ] && return 1
-		sleep 0.01
-	done
-	PXPORT=$(cat pport)
-}
-# pxwait: wait for the proxy; its counts in $cs $sc
-pxwait() {
-	wait $PX
-	PX=""
-	set -- $(head -1 "$pout")
-	cs=${2:-0} sc=${4:-0}
-}
 
 # MARK / newlog LOG: the hub's log lines since mark LOG
 mark() { MARK=$(wc -l <"$1"); }
 newlog() { tail -n +$((MARK + 1)) "$1"; }
-# waitnew LOG PATTERN: until a line since the mark matches (5 s)
+# waitnew LOG PATTERN [TENTHS]: until a line since the mark matches
+# (default 5 s)
 waitnew() {
 	i=0
 	while ! newlog "$1" | grep -q -- "$2"; do
 		i=$((i + 1))
-		[ $i -gt 50 ] && return 1
+		[ $i -gt "${3:-50}" ] && return 1
 		sleep 0.1
 	done
 	return 0
@@ -159,11 +63,6 @@ VB=$DB/duc-minh
 k -C P init --role province --unit $PROV >/dev/null
 ROOTFP=$(idj P root)
 PKEY=$(idj P key)
-enrol() { # DIR ISSUER ROLE UNIT
-	k -C "$1" enroll request >"$1.req" &&
-		k -C "$2" enroll sign "$1.req" --role "$3" --unit "$4" >"$1.cert" &&
-		k -C "$1" enroll accept "$1.cert" --root "$ROOTFP" >/dev/null
-}
 k -C H1 init --role hub --unit $DA >/dev/null && enrol H1 P hub $DA
 k -C H2 init --role hub --unit $DB >/dev/null && enrol H2 P hub $DB
 for d in D1 D2; do
@@ -184,7 +83,7 @@ PP=$(freeport)
 HP1=$(freeport)
 HP2=$(freeport)
 daemon prov.log -C P --listen 127.0.0.1:$PP
-PIDS="$PIDS $pid"
+PROVPID=$pid
 for h in 1 2; do
 	eval "hp=\$HP$h"
 	cat >h$h.conf <<EOF
@@ -195,7 +94,6 @@ nightly = off
 EOF
 	daemon h$h.log -C H$h --config h$h.conf
 	eval "HUB$h=\$pid"
-	PIDS="$PIDS $pid"
 done
 st=1
 grep -q "serving $T/P on 127.0.0.1:$PP; upstream none" prov.log &&
@@ -524,7 +422,7 @@ st=1
 check "a record length above 1 MiB from the hub's side: the device refuses it (too-big)" $st "exit $rc: $(err1)"
 
 st=0
-for p in $PIDS; do kill -0 $p 2>/dev/null || st=1; done
+for p in $PROVPID $HUB1 $HUB2; do kill -0 $p 2>/dev/null || st=1; done
 check "after every refusal the province and both hubs still run" $st
 
 # ============================================================= 4. cuts
@@ -700,15 +598,18 @@ while read -r tn kind at delay <&3; do
 		daemon ht2.log -C Ht --config hc.conf || nf_sync="$nf_sync $tn:restart"
 		CUTHUB=$pid
 	else
-		# a dropped session leaves its line on the hub
-		waitnew ht.log "session 127.0.0.1:[0-9]*" &&
+		# a dropped session leaves its line on the hub (soon, but
+		# a hub fsyncing on a loaded machine may take seconds)
+		waitnew ht.log "session 127.0.0.1:[0-9]*" 150 &&
 			[ "$(newlog ht.log | grep -c "session 127.0.0.1:")" -eq 1 ] ||
-			nf_log="$nf_log $tn"
+			nf_log="$nf_log
+trial $tn ($kind at byte $at, sync exit $r1): $(newlog ht.log | tail -4)"
 	fi
 	proxy next.px pport $CP
 	run -C Dt sync 127.0.0.1:$PXPORT
 	pxwait
-	[ $rc -eq 0 ] || nf_sync="$nf_sync $tn:$(err1)"
+	[ $rc -eq 0 ] || nf_sync="$nf_sync
+trial $tn ($kind at byte $at): $(err1); the hub: $(tail -3 "$(ls -t ht*.log | head -1)")"
 	wc=$((cs1 + cs - REFCS - PREC))
 	ws=$((sc1 + sc - REFSC - PRES))
 	[ $wc -gt $maxwc ] && maxwc=$wc

@@ -164,3 +164,40 @@ json_t *node_get(test_node *n, const char *table, const char *id)
 	assert_non_null(j);
 	return j;
 }
+
+void node_id_hex(test_node *n, const char *what, char out[65])
+{
+	char *text;
+	json_t *o;
+
+	if (kheo_id_json(n->db, &text) < 0)
+		fail_msg("id: %s", kheo_errmsg(n->db));
+	o = json_loads(text, 0, NULL);
+	snprintf(out, 65, "%s", json_string_value(json_object_get(o, what)));
+	json_decref(o);
+	kheo_free(text);
+}
+
+void node_enroll(test_node *issuer, test_node *n, const char *role,
+	const char *unit)
+{
+	char *req, *cert, root[65];
+
+	node_id_hex(issuer, "root", root);
+	if (kheo_enroll_request(n->db, &req) < 0 ||
+	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
+	    kheo_enroll_accept(n->db, cert, root) < 0)
+		fail_msg("enrol: %s / %s", kheo_errmsg(n->db),
+			kheo_errmsg(issuer->db));
+	kheo_free(req);
+	kheo_free(cert);
+}
+
+void node_tiers(test_node *p, test_node *h, test_node *d)
+{
+	node_make(p, "p", TEST_PROVINCE, KHEO_NODE_PROVINCE);
+	node_make(h, "h", TEST_DISTRICT, KHEO_NODE_HUB);
+	node_enroll(p, h, "hub", TEST_DISTRICT);
+	node_make(d, "d", TEST_COMMUNE, KHEO_NODE_DEVICE);
+	node_enroll(h, d, "collector", TEST_COMMUNE);
+}

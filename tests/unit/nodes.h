@@ -31,6 +31,22 @@ void node_send(test_node *from, test_node *to, kheo_bundle_stats *st);
 /* Digest under prefix as hex (static buffer, one at a time). */
 const char *node_digest(test_node *n, const char *prefix);
 
+/* The units node_tiers makes: a province, a district under it, a commune
+ * under that. */
+#define TEST_PROVINCE "dak-nong"
+#define TEST_DISTRICT "dak-nong/cu-jut"
+#define TEST_COMMUNE "dak-nong/cu-jut/ea-po"
+
+/* A field of `kheo_id_json` ("key", "root", ...) as 64 hex digits. */
+void node_id_hex(test_node *n, const char *what, char out[65]);
+/* Enrol n offline: its request signed by `issuer` as `role` over `unit`
+ * for a year, accepted with the issuer's root; fail the test on error. */
+void node_enroll(test_node *issuer, test_node *n, const char *role,
+	const char *unit);
+/* A province of TEST_PROVINCE, a hub of TEST_DISTRICT enrolled by it and
+ * a collector device of TEST_COMMUNE enrolled by the hub. */
+void node_tiers(test_node *p, test_node *h, test_node *d);
+
 /* put / set with "field=value" strings; fail the test on error. */
 void node_put(test_node *n, char id[KHEO_RECORD_HEX + 1], const char *table,
 	const char *a1, const char *a2, const char *a3);

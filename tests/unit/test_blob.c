@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROVINCE "dak-nong"
-#define DISTRICT "dak-nong/cu-jut"
-#define COMMUNE "dak-nong/cu-jut/ea-po"
+#define PROVINCE TEST_PROVINCE
+#define DISTRICT TEST_DISTRICT
+#define COMMUNE TEST_COMMUNE
 #define MB (1024u * 1024)
 
 static int teardown(void **state)
@@ -32,37 +32,6 @@ static int teardown(void **state)
 	(void)state;
 	test_cleanup();
 	return 0;
-}
-
-static void enroll(test_node *issuer, test_node *n, const char *role,
-	const char *unit)
-{
-	char *req, *cert, *text, root[65];
-	json_t *o;
-
-	if (kheo_id_json(issuer->db, &text) < 0)
-		fail_msg("id: %s", kheo_errmsg(issuer->db));
-	o = json_loads(text, 0, NULL);
-	snprintf(root, sizeof(root), "%s",
-		json_string_value(json_object_get(o, "root")));
-	json_decref(o);
-	kheo_free(text);
-	if (kheo_enroll_request(n->db, &req) < 0 ||
-	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
-	    kheo_enroll_accept(n->db, cert, root) < 0)
-		fail_msg("enrol: %s / %s", kheo_errmsg(n->db),
-			kheo_errmsg(issuer->db));
-	kheo_free(req);
-	kheo_free(cert);
-}
-
-static void tiers(test_node *p, test_node *h, test_node *d)
-{
-	node_make(p, "p", PROVINCE, KHEO_NODE_PROVINCE);
-	node_make(h, "h", DISTRICT, KHEO_NODE_HUB);
-	enroll(p, h, "hub", DISTRICT);
-	node_make(d, "d", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(h, d, "collector", COMMUNE);
 }
 
 typedef struct link {
@@ -344,7 +313,7 @@ static void bad_chunks_are_refused_and_nothing_stored(void **state)
 	int z, completed;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 200000, 11, a);
 	attach(&d, id, "photos", 200000, 12, b);
@@ -444,7 +413,7 @@ static void damaged_chunk_in_a_session_is_refused(void **state)
 	int c;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 150000, 21, a);
 	attach(&d, id, "photos", 150000, 22, b);
@@ -468,6 +437,472 @@ static void damaged_chunk_in_a_session_is_refused(void **state)
 	node_close(&d);
 }
 
+/* ------------------------------------------------------------- prune */
+
+/* sys_blob_ack records naming blob hex that node n holds applied. */
+static int acks_here(test_node *n, const char *hex)
+{
+	sqlite3_stmt *st;
+	int k = -1;
+
+	if (sqlite3_prepare_v2(n->db->sql, "SELECT count(*) FROM sys_blob_ack"
+		    " WHERE blob = ?1 AND _deleted = 0", -1, &st, NULL) !=
+	    SQLITE_OK)
+		fail_msg("acks: %s", sqlite3_errmsg(n->db->sql));
+	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		k = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return k;
+}
+
+static kheo_prune_stats prune(test_node *n, unsigned days)
+{
+	kheo_prune_stats ps;
+
+	memset(&ps, 0xff, sizeof(ps));
+	if (kheo_blob_prune(n->db, days, &ps) < 0)
+		fail_msg("prune: %s", kheo_errmsg(n->db));
+	return ps;
+}
+
+static void advance(test_node **v, size_t n, int64_t ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v[i]->now += ms;
+}
+
+/*
+ * A photo a device took off its record stays on the device and the hub
+ * until the province, holding it whole, has acknowledged it; the
+ * acknowledgement (a sys_blob_ack of the province, in the record's unit)
+ * comes down with the records, to the hub and the device but not to a
+ * device of another commune; then prune removes it there.  The province
+ * prunes by age alone.  An acknowledgement a collector writes is refused,
+ * and prunes nothing.
+ */
+static void prune_waits_for_the_province(void **state)
+{
+	test_node p, h, d, e;
+	test_node *all[] = { &p, &h, &d, &e };
+	link l = { 0 };
+	kheo_prune_stats ps;
+	char id[KHEO_RECORD_HEX + 1], id2[KHEO_RECORD_HEX + 1], a[65], b[65];
+	char rm[80];
+	const int64_t day = 86400000;
+
+	(void)state;
+	node_tiers(&p, &h, &d);
+	node_make(&e, "e", DISTRICT "/nam-dong", KHEO_NODE_DEVICE);
+	node_enroll(&h, &e, "collector", DISTRICT "/nam-dong");
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 100000, 71, a);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	run(&h, &p, &l, NULL, NULL, NULL);
+	assert_true(complete_here(&p, a));
+
+	/* the device takes the photo off before the province's word */
+	snprintf(rm, sizeof(rm), "photos-=%s", a);
+	node_set(&d, "model", id, rm);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	advance(all, 4, 31 * day);
+	ps = prune(&d, 30);
+	assert_int_equal(ps.pruned, 0);
+	assert_int_equal(ps.unacked, 1);
+	ps = prune(&h, 30);
+	assert_int_equal(ps.pruned, 0);
+	assert_int_equal(ps.unacked, 1);
+	assert_true(complete_here(&d, a));
+	assert_true(complete_here(&h, a));
+
+	/* the province seals (a commit, as each sync does): its word goes
+	 * in the commune's unit, down to the hub, then the device */
+	assert_int_equal(acks_here(&p, a), 0);
+	if (kheo_commit(p.db, NULL) < 0)
+		fail_msg("commit: %s", kheo_errmsg(p.db));
+	assert_int_equal(acks_here(&p, a), 1);
+	run(&h, &p, &l, NULL, NULL, NULL);
+	assert_int_equal(acks_here(&h, a), 1);
+	run(&d, &h, &l, NULL, NULL, NULL);
+	assert_int_equal(acks_here(&d, a), 1);
+	run(&e, &h, &l, NULL, NULL, NULL);
+	assert_int_equal(acks_here(&e, a), 0);
+
+	/* the age rule still holds: too young, kept */
+	ps = prune(&d, 100);
+	assert_int_equal(ps.pruned, 0);
+	assert_int_equal(ps.unacked, 0);
+	ps = prune(&d, 30);
+	assert_int_equal(ps.pruned, 1);
+	assert_true(ps.bytes >= 100000);
+	assert_false(held_here(&d, a));
+	assert_int_equal(files_of(&d, a), 0);
+	ps = prune(&h, 30);
+	assert_int_equal(ps.pruned, 1);
+	assert_false(held_here(&h, a));
+
+	/* the province: by age alone, once no record there names it */
+	ps = prune(&p, 30);
+	assert_int_equal(ps.pruned, 1);
+	assert_false(held_here(&p, a));
+
+	/* an "acknowledgement" by anyone but the province: refused as an
+	 * edit on an enrolled device, and refused by the hub when it comes
+	 * from a device that wrote it before it was enrolled (open mode
+	 * checks nothing) */
+	{
+		char rid[KHEO_RECORD_HEX + 1];
+		kheo_assign f[4] = {
+			{ "blob", KHEO_ASSIGN_SET, a },
+			{ "unit", KHEO_ASSIGN_SET, COMMUNE },
+			{ "size", KHEO_ASSIGN_SET, "100000" },
+			{ "acked_at", KHEO_ASSIGN_SET, "1" },
+		};
+		test_node o;
+		kheo_session_stats cs, ss;
+
+		assert_true(kheo_put(d.db, rid, "sys_blob_ack", NULL, f, 4) <
+			    0);
+		assert_non_null(strstr(kheo_errmsg(d.db),
+			"sys_blob_ack may be written only by the province"));
+
+		node_make(&o, "o", COMMUNE, KHEO_NODE_DEVICE);
+		o.now = d.now;
+		node_put(&o, id2, "model", "name=Khác", "unit=" COMMUNE, NULL);
+		attach(&o, id2, "photos", 80000, 72, b);
+		/* sealed apart: the record's changeset is sound */
+		if (kheo_commit(o.db, NULL) < 0)
+			fail_msg("commit: %s", kheo_errmsg(o.db));
+		f[0].value = b;
+		f[2].value = "80000";
+		if (kheo_put(o.db, rid, "sys_blob_ack", NULL, f, 4) < 0)
+			fail_msg("open-mode put: %s", kheo_errmsg(o.db));
+		node_enroll(&h, &o, "collector", COMMUNE);
+		run(&o, &h, &l, NULL, &cs, &ss);
+		assert_int_equal(ss.apply.rejected, 1);
+		assert_true(complete_here(&h, b));
+		assert_int_equal(acks_here(&h, b), 0);
+		/* o's next changesets wait behind the refused one: the
+		 * commune's other device takes the photo off */
+		run(&d, &h, &l, NULL, NULL, NULL);
+		snprintf(rm, sizeof(rm), "photos-=%s", b);
+		node_set(&d, "model", id2, rm);
+		run(&d, &h, &l, NULL, NULL, NULL);
+		advance(all, 4, 31 * day);
+		ps = prune(&h, 30);
+		assert_int_equal(ps.pruned, 0);
+		assert_int_equal(ps.unacked, 1);
+		assert_true(complete_here(&h, b));
+		node_close(&o);
+	}
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+	node_close(&e);
+}
+
+/* ------------------------------------------- a peer that breaks the rules */
+
+/* What a broken device does to the messages it sends (tamper, below). */
+typedef struct breakage {
+	int what;
+	int done;                          /* times it broke something */
+	uint8_t other[32];                 /* a hash nobody asked for */
+	uint8_t *big;                      /* data above the limit */
+} breakage;
+
+enum { UNASKED_CHUNK = 1, HAVE_UNNAMED, CHUNK_TOO_BIG, CHUNK_FLIPPED,
+       END_IN_V1 };
+
+static int tamper(void *arg, kheo_msg *m)
+{
+	breakage *b = arg;
+
+	if (b->done)
+		return 0; /* once: then it behaves */
+	if (b->what == HAVE_UNNAMED && m->type == KHEO_MSG_HAVE && m->want.n) {
+		/* a blob no record in the session's scope names */
+		m->want.hashes = b->other;
+		b->done = 1;
+	}
+	if (m->type != KHEO_MSG_CHUNK)
+		return 0;
+	switch (b->what) {
+	case UNASKED_CHUNK:
+		/* a chunk of another blob than the one the hub asked for:
+		 * one no record names */
+		memcpy(m->blob.hash, b->other, 32);
+		b->done = 1;
+		break;
+	case CHUNK_TOO_BIG:
+		m->blob.z = 1;
+		m->blob.p = b->big;
+		m->blob.n = KHEO_SYNC_BLOB_CHUNK + KHEO_SYNC_CHUNK_SLACK + 1;
+		b->done = 1;
+		break;
+	case CHUNK_FLIPPED:
+		memcpy(b->big, m->blob.p, m->blob.n);
+		b->big[m->blob.n / 2] ^= 0x20;
+		m->blob.p = b->big;
+		b->done = 1;
+		break;
+	}
+	return 0;
+}
+
+/*
+ * A session from device c, which breaks the protocol as b says, to hub
+ * s, in one process; both sides' final states and errors.
+ */
+static void run_broken(test_node *c, test_node *s, breakage *b,
+	unsigned client_version, unsigned server_version,
+	kheo_session_state *cstate, kheo_session_state *sstate,
+	kheo_session_stats *sst, char *serr)
+{
+	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
+	kheo_session *a, *h;
+	int rounds, injected = 0;
+
+	co.initiator = 1;
+	if (kheo_session_new(&a, c->db, &co) < 0 ||
+	    kheo_session_new(&h, s->db, &so) < 0)
+		fail_msg("session: %s / %s", kheo_errmsg(c->db),
+			kheo_errmsg(s->db));
+	if (client_version)
+		kheo__session_speak(a, client_version);
+	if (server_version)
+		kheo__session_speak(h, server_version);
+	if (b)
+		kheo__session_tamper(a, tamper, b);
+	for (rounds = 0; rounds < 100000; rounds++) {
+		int moved = 0, side;
+
+		/* END_IN_V1: once the device's HELLO is out, an END the
+		 * version it spoke does not have */
+		if (b && b->what == END_IN_V1 && !injected &&
+		    kheo_session_status(a, NULL) == KHEO_SESSION_SYNCING) {
+			kheo_msg m = { .type = KHEO_MSG_END };
+
+			kheo__session_inject(a, &m);
+			injected = b->done = 1;
+		}
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? h : a, *to = side ? a : h;
+			const uint8_t *p;
+			uint8_t *copy;
+			size_t n;
+
+			kheo_session_output(from, &p, &n);
+			if (!n)
+				continue;
+			copy = malloc(n);
+			memcpy(copy, p, n);
+			kheo_session_sent(from, n);
+			kheo_session_input(to, copy, n);
+			free(copy);
+			moved = 1;
+		}
+		if (!moved)
+			break;
+	}
+	*cstate = kheo_session_status(a, NULL);
+	*sstate = kheo_session_status(h, sst);
+	/* the server's error, or the client's when only it failed */
+	snprintf(serr, 400, "%s", *sstate == KHEO_SESSION_FAILED
+					  ? kheo_session_error(h)
+					  : kheo_session_error(a));
+	kheo_session_free(a);
+	kheo_session_free(h);
+}
+
+/* The hub's memory of the device: how its last session ended. */
+static void last_error_of(test_node *hub, test_node *dev, char *out,
+	size_t len)
+{
+	char key[65], *text;
+	json_t *o, *peers;
+	size_t i;
+
+	out[0] = '\0';
+	node_id_hex(dev, "key", key);
+	if (kheo_status_json(hub->db, &text) < 0)
+		fail_msg("status: %s", kheo_errmsg(hub->db));
+	o = json_loads(text, 0, NULL);
+	peers = json_object_get(o, "peers");
+	for (i = 0; i < json_array_size(peers); i++) {
+		json_t *p = json_array_get(peers, i);
+		json_t *e = json_object_get(p, "last_error");
+
+		if (strcmp(json_string_value(json_object_get(p, "key")),
+			    key) == 0 && json_is_string(e))
+			snprintf(out, len, "%s", json_string_value(e));
+	}
+	json_decref(o);
+	kheo_free(text);
+}
+
+/*
+ * A device that breaks the blob protocol in a live session, four ways:
+ * a CHUNK the hub did not ask for, a HAVE naming a blob no record in the
+ * session's scope names, a chunk above the limit, a chunk whose bytes do
+ * not match.  Each is refused with a clear error, nothing of it is
+ * stored, the hub remembers why, and the next honest session between the
+ * two brings every blob whole.
+ */
+static void peer_breaking_the_blob_protocol_is_refused(void **state)
+{
+	static const struct {
+		int what;
+		int session_fails;     /* else: that blob refused, rest goes on */
+		const char *error;
+	} cases[] = {
+		{ UNASKED_CHUNK, 1, "not asked for" },
+		{ HAVE_UNNAMED, 1, "HAVE names a blob we did not ask for" },
+		{ CHUNK_TOO_BIG, 1, "above the limit" },
+		{ CHUNK_FLIPPED, 0, "do not match its hash" },
+	};
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		test_node p, h, d;
+		breakage b = { .what = cases[k].what };
+		kheo_session_state cst, sst;
+		kheo_session_stats ss;
+		char id[KHEO_RECORD_HEX + 1], a[65], c[65], other[65];
+		char serr[400], last[400];
+		link l = { 0 };
+
+		node_tiers(&p, &h, &d);
+		node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE,
+			NULL);
+		attach(&d, id, "photos", 150000, 41, a);
+		attach(&d, id, "photos", 70000, 42, c);
+		/* a blob the device holds that no record names */
+		{
+			char id2[KHEO_RECORD_HEX + 1], rm[80];
+
+			node_put(&d, id2, "model", "name=Khác",
+				"unit=" COMMUNE, NULL);
+			attach(&d, id2, "photos", 60000, 43, other);
+			snprintf(rm, sizeof(rm), "photos-=%s", other);
+			node_set(&d, "model", id2, rm);
+		}
+		kheo_unhex(b.other, 32, other, 64);
+		b.big = calloc(1, KHEO_SYNC_BLOB_CHUNK +
+					  KHEO_SYNC_CHUNK_SLACK + 1);
+		run_broken(&d, &h, &b, 0, 0, &cst, &sst, &ss, serr);
+		assert_int_equal(b.done, 1);
+		if (cases[k].session_fails) {
+			assert_int_equal(sst, KHEO_SESSION_FAILED);
+			assert_int_equal(cst, KHEO_SESSION_FAILED);
+			if (!strstr(serr, cases[k].error))
+				fail_msg("case %zu: %s", k, serr);
+			last_error_of(&h, &d, last, sizeof(last));
+			assert_non_null(strstr(last, cases[k].error));
+		} else {
+			assert_int_equal(sst, KHEO_SESSION_DONE);
+			assert_int_equal(ss.blobs_refused, 1);
+			assert_non_null(strstr(ss.blob_error,
+				cases[k].error));
+		}
+		/* nothing of what was refused is kept; never the other */
+		assert_false(held_here(&h, other));
+		assert_int_equal(files_of(&h, other), 0);
+		if (cases[k].what != CHUNK_FLIPPED) {
+			assert_false(complete_here(&h, a));
+			assert_int_equal(files_of(&h, a), 0);
+		}
+		/* the records came first, and the next session heals */
+		assert_int_equal(missing_count(&h) > 0, 1);
+		run(&d, &h, &l, NULL, NULL, NULL);
+		assert_true(complete_here(&h, a));
+		assert_true(complete_here(&h, c));
+		assert_false(held_here(&h, other));
+		assert_int_equal(missing_count(&h), 0);
+		free(b.big);
+		node_close(&p);
+		node_close(&h);
+		node_close(&d);
+		test_cleanup();
+	}
+}
+
+/*
+ * Sync version 1 knows no blobs.  A device speaking it gets a clean
+ * session of records with a hub of version 2, which answers in version 1
+ * (the device, like a node of the first release, refuses any other): no
+ * blob message either way, the blobs listed as missing.  A blob message
+ * in such a session is refused naming the version; a hub of version 1
+ * refuses a device of version 2 naming it; a HELLO of a version this
+ * node does not speak is refused naming both.
+ */
+static void version_1_peer_gets_records_without_blobs(void **state)
+{
+	test_node p, h, d;
+	breakage b = { .what = END_IN_V1 };
+	kheo_session_state cst, sst;
+	kheo_session_stats ss;
+	char id[KHEO_RECORD_HEX + 1], a[65], serr[400];
+	json_t *rec;
+
+	(void)state;
+	node_tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 100000, 51, a);
+	run_broken(&d, &h, NULL, 1, 0, &cst, &sst, &ss, serr);
+	assert_int_equal(cst, KHEO_SESSION_DONE);
+	assert_int_equal(sst, KHEO_SESSION_DONE);
+	assert_int_equal(ss.peer_version, 1);
+	assert_true(ss.received > 0);
+	assert_int_equal(ss.blob_chunks_in + ss.blob_chunks_out, 0);
+	assert_int_equal(ss.blobs_left, 1);
+	rec = node_get(&h, "model", id);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+				    rec, "photos"), 0)), a);
+	json_decref(rec);
+	assert_false(held_here(&h, a));
+	assert_int_equal(missing_count(&h), 1);
+	/* an END in a version 1 session */
+	node_put(&d, id, "model", "name=Thêm", "unit=" COMMUNE, NULL);
+	run_broken(&d, &h, &b, 1, 0, &cst, &sst, &ss, serr);
+	assert_int_equal(sst, KHEO_SESSION_FAILED);
+	assert_non_null(strstr(serr, "runs at sync version 1"));
+	/* a hub of version 1 refuses a device of version 2, naming it
+	 * (what a node of the first release does) */
+	run_broken(&d, &h, NULL, 0, 1, &cst, &sst, &ss, serr);
+	assert_int_equal(sst, KHEO_SESSION_FAILED);
+	assert_int_equal(cst, KHEO_SESSION_FAILED);
+	assert_non_null(strstr(serr, "sync version 2 unknown"));
+	assert_false(held_here(&h, a));
+	/* both at version 2: the blob comes */
+	run_broken(&d, &h, NULL, 0, 0, &cst, &sst, &ss, serr);
+	assert_int_equal(sst, KHEO_SESSION_DONE);
+	assert_int_equal(ss.peer_version, KHEO_SYNC_VERSION);
+	assert_true(complete_here(&h, a));
+	/* a HELLO of version 3 */
+	{
+		kheo_msg m = { .type = KHEO_MSG_HELLO }, back;
+		kheo_refusal why = { 0 };
+		kheo_buf buf = { 0 };
+
+		m.hello.version = 3;
+		m.hello.node_role = KHEO_NODE_DEVICE;
+		assert_int_equal(kheo_msg_encode(&buf, &m), KHEO_OK);
+		assert_true(kheo_msg_decode(&back, buf.p, buf.len, &why) < 0);
+		assert_int_equal(why.reason, KHEO_R_BAD_VERSION);
+		assert_non_null(strstr(why.msg, "sync version 3 unknown "
+						"(this node speaks 1 to 2)"));
+		kheo_buf_free(&buf);
+	}
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 /* ---------------------------------------------------------------- sync */
 
 /*
@@ -486,7 +921,7 @@ static void twenty_megabytes_of_photos_survive_cuts(void **state)
 	int r, k, hop;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	for (r = 0; r < NREC; r++) {
 		char name[64];
 
@@ -561,9 +996,9 @@ static void no_blobs_device_sees_metadata_and_lists_missing(void **state)
 	json_t *rec;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_make(&d2, "d2", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(&h, &d2, "collector", COMMUNE);
+	node_enroll(&h, &d2, "collector", COMMUNE);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 100000, 31, a);
 	attach(&d, id, "decision_scan", 90000, 32, scan);
@@ -619,7 +1054,7 @@ static void hub_caps_blob_bytes_and_scans_come_first(void **state)
 	int sessions = 0;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
 	attach(&d, id, "photos", 600000, 41, a);
 	attach(&d, id, "decision_scan", 150000, 42, scan);
@@ -644,6 +1079,63 @@ static void hub_caps_blob_bytes_and_scans_come_first(void **state)
 
 /* Bundles carry blobs: all of them, or with --for those named by the
  * records the bundle's changesets touch. */
+/* A bundle made with no_blobs carries the records only, in format 1: the
+ * receiver sees the record, lists its blob as missing, and a later
+ * bundle with blobs brings it. */
+static void bundle_without_blobs_carries_records_only(void **state)
+{
+	test_node p, h, d;
+	kheo_bundle_stats st;
+	kheo_bundle_options o = KHEO_BUNDLE_OPTIONS_INIT;
+	char id[KHEO_RECORD_HEX + 1], a[65], path[600];
+	json_t *rec;
+	FILE *f;
+	long size;
+
+	(void)state;
+	node_tiers(&p, &h, &d);
+	node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE, NULL);
+	attach(&d, id, "photos", 300000, 61, a);
+	snprintf(path, sizeof(path), "%s/records.khb", test_scratch());
+	o.no_blobs = 1;
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_create_ext(d.db, path, &o, &st) < 0)
+		fail_msg("bundle: %s", kheo_errmsg(d.db));
+	assert_int_equal(st.blobs, 0);
+	assert_int_equal(st.blob_chunks, 0);
+	assert_true(st.changesets > 0);
+	f = fopen(path, "rb");
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	fclose(f);
+	assert_true(size < 100000); /* not the 300 kB photo */
+	memset(&st, 0, sizeof(st));
+	if (kheo_bundle_apply(h.db, path, &st) < 0)
+		fail_msg("apply: %s", kheo_errmsg(h.db));
+	assert_int_equal(st.blobs, 0);
+	rec = node_get(&h, "model", id);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+				    rec, "photos"), 0)), a);
+	json_decref(rec);
+	assert_false(held_here(&h, a));
+	assert_int_equal(missing_count(&h), 1);
+	/* an unknown options version is refused, naming it */
+	o.version = 99;
+	assert_int_equal(kheo_bundle_create_ext(d.db, path, &o, NULL),
+		KHEO_EINVAL);
+	assert_non_null(strstr(kheo_errmsg(d.db), "options version"));
+	/* the same bundle with blobs brings it */
+	if (kheo_bundle_create(d.db, path, NULL, &st) < 0 ||
+	    kheo_bundle_apply(h.db, path, NULL) < 0)
+		fail_msg("bundle: %s / %s", kheo_errmsg(d.db),
+			kheo_errmsg(h.db));
+	assert_true(complete_here(&h, a));
+	assert_int_equal(missing_count(&h), 0);
+	node_close(&p);
+	node_close(&h);
+	node_close(&d);
+}
+
 static void bundles_carry_blobs(void **state)
 {
 	test_node p, h, d;
@@ -655,7 +1147,7 @@ static void bundles_carry_blobs(void **state)
 	uint8_t *back, *orig;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_put(&d, id1, "model", "name=Mô hình 1", "unit=" COMMUNE, NULL);
 	attach(&d, id1, "photos", 300000, 51, a);
 	snprintf(path, sizeof(path), "%s/one.khb", test_scratch());
@@ -845,6 +1337,14 @@ int main(void)
 		cmocka_unit_test_teardown(
 			hub_caps_blob_bytes_and_scans_come_first, teardown),
 		cmocka_unit_test_teardown(bundles_carry_blobs, teardown),
+		cmocka_unit_test_teardown(prune_waits_for_the_province,
+			teardown),
+		cmocka_unit_test_teardown(
+			bundle_without_blobs_carries_records_only, teardown),
+		cmocka_unit_test_teardown(
+			peer_breaking_the_blob_protocol_is_refused, teardown),
+		cmocka_unit_test_teardown(
+			version_1_peer_gets_records_without_blobs, teardown),
 		cmocka_unit_test_teardown(
 			twenty_megabytes_of_photos_survive_cuts, teardown),
 	};

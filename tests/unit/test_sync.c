@@ -14,54 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROVINCE "dak-nong"
-#define DISTRICT "dak-nong/cu-jut"
-#define COMMUNE "dak-nong/cu-jut/ea-po"
+#define PROVINCE TEST_PROVINCE
+#define DISTRICT TEST_DISTRICT
+#define COMMUNE TEST_COMMUNE
 
 static int teardown(void **state)
 {
 	(void)state;
 	test_cleanup();
 	return 0;
-}
-
-static void key_of(test_node *n, const char *what, char out[65])
-{
-	char *text;
-	json_t *o;
-
-	if (kheo_id_json(n->db, &text) < 0)
-		fail_msg("id: %s", kheo_errmsg(n->db));
-	o = json_loads(text, 0, NULL);
-	snprintf(out, 65, "%s", json_string_value(json_object_get(o, what)));
-	json_decref(o);
-	kheo_free(text);
-}
-
-static void enroll(test_node *issuer, test_node *n, const char *role,
-	const char *unit)
-{
-	char *req, *cert, root[65];
-
-	key_of(issuer, "root", root);
-	if (kheo_enroll_request(n->db, &req) < 0 ||
-	    kheo_enroll_sign(issuer->db, req, role, unit, 365, &cert) < 0 ||
-	    kheo_enroll_accept(n->db, cert, root) < 0)
-		fail_msg("enrol: %s / %s", kheo_errmsg(n->db),
-			kheo_errmsg(issuer->db));
-	kheo_free(req);
-	kheo_free(cert);
-}
-
-/* A province, a hub of DISTRICT and a collector device of COMMUNE, the
- * hub's and the device's certificates known to the province. */
-static void tiers(test_node *p, test_node *h, test_node *d)
-{
-	node_make(p, "p", PROVINCE, KHEO_NODE_PROVINCE);
-	node_make(h, "h", DISTRICT, KHEO_NODE_HUB);
-	enroll(p, h, "hub", DISTRICT);
-	node_make(d, "d", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(h, d, "collector", COMMUNE);
 }
 
 typedef struct link {
@@ -158,7 +119,7 @@ static void device_hub_province_agree(void **state)
 	int i;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	for (i = 0; i < 20; i++)
 		model(&d, id, i);
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
@@ -188,7 +149,7 @@ static void in_sync_session_is_one_round_trip_under_2k(void **state)
 	char id[KHEO_RECORD_HEX + 1], err[800];
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	model(&d, id, 1);
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
 		KHEO_SESSION_DONE);
@@ -216,7 +177,7 @@ static void cut_session_resumes(void **state)
 	int i, trial;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	for (i = 0; i < 60; i++) {
 		model(&d, id, i);
 		if (i % 3 == 0)
@@ -262,7 +223,7 @@ static void long_offline_work_travels_in_small_changesets(void **state)
 	int i, k;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	for (i = 0; i < 7000; i++) {
 		memcpy(desc, "description=", 12);
 		for (k = 0; k < 240; k++) {
@@ -300,10 +261,10 @@ static void other_network_is_refused(void **state)
 	char err[800];
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_make(&p2, "p2", PROVINCE, KHEO_NODE_PROVINCE);
 	node_make(&d2, "d2", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(&p2, &d2, "collector", COMMUNE);
+	node_enroll(&p2, &d2, "collector", COMMUNE);
 	assert_int_equal(run(&d2, &h, &l, &cs, &ss, err, sizeof(err)) ==
 			 KHEO_SESSION_DONE, 0);
 	assert_non_null(strstr(err, "bad-hello"));
@@ -324,7 +285,7 @@ static void device_with_a_wrong_clock_is_told_to_fix_it(void **state)
 	char id[KHEO_RECORD_HEX + 1], err[800];
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	model(&d, id, 1);
 	d.now += 20 * 60 * 1000;
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
@@ -351,11 +312,11 @@ static void revoked_and_unenrolled_devices_are_refused(void **state)
 	char id[KHEO_RECORD_HEX + 1], err[800], key[65];
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	model(&d, id, 1);
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
 		KHEO_SESSION_DONE);
-	key_of(&d, "key", key);
+	node_id_hex(&d, "key", key);
 	assert_int_equal(kheo_revoke(h.db, key, "mất máy"), KHEO_OK);
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(run(&d, &h, &l, &cs, &ss, err, sizeof(err)),
@@ -382,9 +343,9 @@ static void device_receives_only_its_scope(void **state)
 	char *text = NULL;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_make(&e, "e", DISTRICT "/nam-dong", KHEO_NODE_DEVICE);
-	enroll(&h, &e, "collector", DISTRICT "/nam-dong");
+	node_enroll(&h, &e, "collector", DISTRICT "/nam-dong");
 	node_put(&e, other, "model", "name=Hàng xóm",
 		"unit=" DISTRICT "/nam-dong", NULL);
 	model(&d, mine, 1);
@@ -417,9 +378,9 @@ static void only_what_is_missing_moves(void **state)
 	int i;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	node_make(&e, "e", COMMUNE, KHEO_NODE_DEVICE);
-	enroll(&h, &e, "collector", COMMUNE);
+	node_enroll(&h, &e, "collector", COMMUNE);
 	for (i = 0; i < 10; i++) {
 		model(&d, id, i);
 		assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
@@ -469,7 +430,7 @@ static void session_moves_between_handles_of_its_node(void **state)
 	int i, rounds, moved;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	for (i = 0; i < 10; i++)
 		model(&d, id, i);
 	co.initiator = 1;
@@ -552,7 +513,7 @@ static void overlapping_sessions_of_one_node_agree(void **state)
 	int round, side;
 
 	(void)state;
-	tiers(&p, &h, &d);
+	node_tiers(&p, &h, &d);
 	model(&d, id, 1);
 	assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
 	co.initiator = 1;
