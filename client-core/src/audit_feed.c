@@ -23,6 +23,7 @@
 #ifndef KHEO_NO_AUDIT
 
 #include "audit_feed.h"
+#include "audit_sign.h"
 #include "alloc.h"
 
 #include <pthread.h>
@@ -39,6 +40,8 @@ struct audit_feed {
 	char *gitdir;
 	const git_oid *commits;
 	size_t n, reopen_every;
+	int check_signer;
+	uint8_t signer[KHEO_KEY_SIZE];
 	pthread_t thread;
 	int started;
 	pthread_mutex_t lock;
@@ -107,6 +110,8 @@ static void item_clear(audit_item *it)
 	it->err = 0;
 	it->errmsg[0] = '\0';
 	it->named = it->found = it->facts_new = it->signed_ok = 0;
+	it->commit_signed = 0;
+	it->commit_why[0] = '\0';
 	it->path[0] = '\0';
 	kheo_buf_reset(&it->frame);
 	kheo_buf_reset(&it->facts);
@@ -219,7 +224,14 @@ static int fill(reader *r, audit_item *it, size_t i)
 		snprintf(it->errmsg, sizeof(it->errmsg), "out of memory");
 		return it->err;
 	}
-	/* the signature, for these bytes only */
+	/* the commit's own signature, by the mirrored node (a second
+	 * Ed25519 check per commit, and a read of the commit: off the
+	 * main loop too) */
+	if (r->f->check_signer)
+		it->commit_signed = kheo__commit_check(r->repo,
+			&r->f->commits[i], r->f->signer, it->commit_why,
+			sizeof(it->commit_why));
+	/* the changeset's signature, for these bytes only */
 	if (it->found) {
 		kheo_changeset *cs = NULL;
 
@@ -315,7 +327,8 @@ static void *reader_main(void *arg)
 /* ------------------------------------------------------------ public */
 
 int audit_feed_start(audit_feed **out, const char *gitdir,
-	const git_oid *commits, size_t n, size_t reopen_every)
+	const git_oid *commits, size_t n, size_t reopen_every,
+	const uint8_t *signer)
 {
 	audit_feed *f;
 
@@ -329,6 +342,10 @@ int audit_feed_start(audit_feed **out, const char *gitdir,
 	f->commits = commits;
 	f->n = n;
 	f->reopen_every = reopen_every;
+	if (signer) {
+		f->check_signer = 1;
+		memcpy(f->signer, signer, KHEO_KEY_SIZE);
+	}
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->more, NULL);
 	pthread_cond_init(&f->room, NULL);

@@ -33,6 +33,9 @@ typedef struct audit_item {
 				     * verifies for this (id, sig): */
 	uint8_t id[KHEO_ID_SIZE];
 	uint8_t sig[KHEO_SIG_SIZE];
+	int commit_signed;          /* with a signer: kheo__commit_check's
+				     * answer for the commit, */
+	char commit_why[200];       /* ... and its sentence */
 } audit_item;
 
 typedef struct audit_feed audit_feed;
@@ -41,10 +44,13 @@ typedef struct audit_feed audit_feed;
  * Start reading commits[0..n) of the repository at gitdir, in that order
  * (borrowed: keep them until audit_feed_free).  The reader's repository
  * is opened afresh every `reopen_every` commits, as audit.c does its own,
- * so that libgit2's caches do not grow with the history.
+ * so that libgit2's caches do not grow with the history.  With a signer
+ * (a node's key, copied), each commit's signature is checked against it
+ * too (audit_sign.c).
  */
 int audit_feed_start(audit_feed **out, const char *gitdir,
-	const git_oid *commits, size_t n, size_t reopen_every);
+	const git_oid *commits, size_t n, size_t reopen_every,
+	const uint8_t *signer);
 
 /* The next commit's item, borrowed until the next call or the free;
  * NULL after the last. */
