@@ -1234,12 +1234,6 @@ static int note_receipts(mirror *m, const kheo_changeset *cs,
 	return err;
 }
 
-/*
- * Receive one stored frame into the rebuilt state and compute what the
- * commit for it holds: its tree (when m->trees) and message.  A frame
- * that does not open is refused (KHEO_EPROTO, why in o->why) and changes
- * nothing.  `applied`: when the mirrored node applied it.
- */
 /* What became of the changeset `id` in the rebuild: 0 applied, 1 held,
  * 2 rejected (no row: it went to quarantine), or an error. */
 static int own_fate(mirror *m, const uint8_t *id)
@@ -1257,11 +1251,17 @@ static int own_fate(mirror *m, const uint8_t *id)
 	else if (rc == SQLITE_DONE)
 		fate = 2;
 	else
-		fate = serr(m, kheo__sqlerr(m->scratch, rc, "fate"));
+		fate = serr(m, kheo__sqlerr(m->scratch, rc, "changeset fate"));
 	sqlite3_reset(q);
 	return fate;
 }
 
+/*
+ * Receive one stored frame into the rebuilt state and compute what the
+ * commit for it holds: its tree (when m->trees) and message.  A frame
+ * that does not open is refused (KHEO_EPROTO, why in o->why) and changes
+ * nothing.  `applied`: when the mirrored node applied it.
+ */
 static int mirror_step(mirror *m, const uint8_t *frame, size_t len,
 	int64_t applied, size_t seq, step_out *o)
 {
@@ -1689,7 +1689,7 @@ static int taken_back(mirror *m, size_t seq, const git_oid *oid)
 	}
 	sqlite3_reset(q);
 	return rc == SQLITE_DONE ? KHEO_OK
-				 : serr(m, kheo__sqlerr(m->scratch, rc, "fate"));
+				 : serr(m, kheo__sqlerr(m->scratch, rc, "taken back"));
 }
 
 /*
