@@ -19,6 +19,7 @@
  */
 #include "kheo.h"
 #include "proto.h"
+#include "trace.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -31,22 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct line {
-	int op;              /* 'p' put, 's' set, 'd' del */
-	char dev[32];
-	char id[33];
-	char field[32];
-	json_t *j;
-} line;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, const char *msg)
 {
 	fprintf(stderr, "bench_audit: %s: %s\n", what, msg);
@@ -54,105 +39,14 @@ static void die(const char *what, const char *msg)
 }
 
 /* The trace's edits (sync lines are not needed: each edit is sealed). */
-static line *load(const char *path, size_t *n)
+/* One trace line as a local edit (trace.h); 1 if it changed something. */
+static int edit(kheo_db *db, const trace_line *l)
 {
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t cap = 0, count = 0, room = 0;
-	line *lines = NULL;
+	int n = trace_edit(db, l->j);
 
-	if (!f)
-		die(path, "cannot open");
-	while (getline(&text, &cap, f) > 0) {
-		json_t *j = json_loads(text, 0, NULL);
-		const char *op;
-		line *l;
-
-		if (!j)
-			die(path, "bad JSON line");
-		op = json_string_value(json_object_get(j, "op"));
-		if (!op || (strcmp(op, "put") && strcmp(op, "set") &&
-			       strcmp(op, "del"))) {
-			json_decref(j);
-			continue;
-		}
-		if (count == room) {
-			room = room ? 2 * room : 4096;
-			if (!(lines = realloc(lines, room * sizeof(*lines))))
-				die("load", "out of memory");
-		}
-		l = &lines[count++];
-		memset(l, 0, sizeof(*l));
-		l->op = op[0];
-		l->j = j;
-		snprintf(l->dev, sizeof(l->dev), "%s",
-			json_string_value(json_object_get(j, "dev")));
-		snprintf(l->id, sizeof(l->id), "%s",
-			json_string_value(json_object_get(j, "id")));
-		if (l->op == 's')
-			snprintf(l->field, sizeof(l->field), "%s",
-				json_string_value(json_object_get(j, "field")));
-	}
-	free(text);
-	fclose(f);
-	*n = count;
-	return lines;
-}
-
-static const char *text_of(json_t *v, char *buf, size_t n)
-{
-	if (json_is_string(v))
-		return json_string_value(v);
-	if (json_is_integer(v))
-		snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		snprintf(buf, n, "%.17g", json_real_value(v));
-	else
-		snprintf(buf, n, "%s", json_is_true(v) ? "true" : "false");
-	return buf;
-}
-
-#define NCOL 12
-
-/* One trace line as a local edit, as bench_core applies it; 1 if it
- * changed something. */
-static int edit(kheo_db *db, const line *l)
-{
-	char buf[64], nums[NCOL][64];
-	kheo_assign a[NCOL];
-	size_t k = 0;
-	int err;
-
-	if (l->op == 'p') {
-		json_t *f = json_object_get(l->j, "fields"), *v;
-		const char *key;
-
-		json_object_foreach(f, key, v) {
-			if (k == NCOL || strcmp(key, "updated_by") == 0)
-				continue;
-			a[k].field = key;
-			a[k].op = KHEO_ASSIGN_SET;
-			a[k].value = text_of(v, nums[k], sizeof(nums[k]));
-			k++;
-		}
-		err = kheo_put(db, NULL, "model", l->id, a, k);
-	} else if (l->op == 's') {
-		if (strcmp(l->field, "updated_by") == 0)
-			return 0;
-		a[0].field = l->field;
-		a[0].op = KHEO_ASSIGN_SET;
-		a[0].value = text_of(json_object_get(l->j, "value"), buf,
-			sizeof(buf));
-		err = kheo_set(db, "model", l->id, a, 1);
-	} else {
-		err = kheo_delete(db, "model", l->id);
-	}
-	if (err == KHEO_ENOTFOUND ||
-	    (err == KHEO_EINVAL && strstr(kheo_errmsg(db), "deleted")))
-		return 0;
-	if (err < 0)
+	if (n < 0)
 		die("edit", kheo_errmsg(db));
-	return 1;
+	return n;
 }
 
 static kheo_db *make_node(const char *dir, const char *name,
@@ -314,7 +208,7 @@ int main(int argc, char **argv)
 	char hubdir[1024], gitdir[1024], self[1024];
 	ssize_t selflen;
 	kheo_db *hub;
-	line *l;
+	trace_line *l;
 	double t;
 
 	if (argc == 5 && strcmp(argv[1], "--child") == 0)
@@ -329,7 +223,7 @@ int main(int argc, char **argv)
 		die("/proc/self/exe", "unreadable");
 	self[selflen] = '\0';
 	mkdir(argv[2], 0700);
-	l = load(argv[1], &n);
+	l = trace_load(argv[1], &n);
 
 	/* every device seals after each of its edits */
 	t = now_s();
