@@ -328,15 +328,13 @@ static int record_history(cli *c, int blame)
 			kheo_audit_errmsg(a));
 		rc = EXIT_REFUSED;
 	} else {
-		cli rc_cli = *c;
 		kheo_open_options o = KHEO_OPEN_OPTIONS_INIT;
 
-		rc_cli.dir = scratch;
 		if (kheo_db_open(&db, scratch, &o) < 0 ||
 		    kheo_history_json(db, &json, c->argv[3], c->argv[4]) < 0)
-			rc = cli_fail(db, c->argv[1]);
+			rc = cli_fail(db, blame ? "audit blame" : "audit log");
 		else
-			rc = cli_output(&rc_cli, json,
+			rc = cli_output(c, json,
 				blame ? blame_plain : history_plain);
 		kheo_db_close(db);
 	}
