@@ -16,40 +16,15 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/kheo-audit.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-if [ ! -x "$KHEO" ] || ! command -v git >/dev/null 2>&1; then
-	echo "1..1"
-	echo "not ok 1 - $KHEO is not built, or git is missing"
-	exit 1
-fi
-if command -v timeout >/dev/null 2>&1; then TO="timeout 120"; else TO=; fi
+CLI_TIMEOUT=120
+. "$ROOT/tests/integration/lib/cli.sh"
+cli_setup audit
+cli_need git
 # git as an auditor runs it: no user config, fixed identity for clones
 export GIT_CONFIG_NOSYSTEM=1 HOME="$T" GIT_AUTHOR_NAME=auditor \
 	GIT_AUTHOR_EMAIL=a@x GIT_COMMITTER_NAME=auditor GIT_COMMITTER_EMAIL=a@x
 export FILTER_BRANCH_SQUELCH_WARNING=1
 
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 400 "$T/err" | tr '\n' ' '; }
-out1() { head -c 400 "$T/out" | tr '\n' ' '; }
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
 now_ms() { python3 -c 'import time; print(int(time.time() * 1000))'; }
 # moment: let the wall clock pass a whole second, so that nothing applied
 # after a recorded time shares its second with it
@@ -64,7 +39,7 @@ U=dak-nong/cu-jut/ea-po
 k -C P init --role province --unit dak-nong >/dev/null
 ROOTFP=$(k -C P id --json | json 'd["root"]')
 PKEY=$(k -C P id --json | json 'd["key"]')
-enrol() { # DIR ROLE UNIT
+enrol_by_p() { # DIR ROLE UNIT: made if missing, enrolled by P
 	{ [ -f "$1/kheo.db" ] || k -C "$1" init --role device --unit "$3" >/dev/null; } &&
 	k -C "$1" enroll request >"$1.req" &&
 	k -C P enroll sign "$1.req" --role "$2" --unit "$3" >"$1.cert" &&
@@ -82,7 +57,7 @@ k -C D2 init --role device --unit $U >/dev/null
 M2=$(./pastclock D2 30 model name="Back-dated" kind=individual \
 	field=culture_society unit=$U status=registered 2>"$T/err")
 check "D2 seals a record clocked 30 days back" $? "$(err1)"
-enrol D1 collector $U && enrol D2 collector $U
+enrol_by_p D1 collector $U && enrol_by_p D2 collector $U
 check "a province and two enrolled collectors" $? "$(err1)"
 D1KEY=$(k -C D1 id --json | json 'd["key"]')
 D2KEY=$(k -C D2 id --json | json 'd["key"]')

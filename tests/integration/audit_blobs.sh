@@ -16,46 +16,16 @@
 set -u
 
 ROOT=$(pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-KHEO=$BUILD/kheo
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/kheo-audit-blobs.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-cd "$T" || exit 1
-
-. "$ROOT/tests/integration/lib/tap.sh"
-
-if [ ! -x "$KHEO" ] || ! command -v git >/dev/null 2>&1; then
-	echo "1..1"
-	echo "not ok 1 - $KHEO is not built, or git is missing"
-	exit 1
-fi
-if command -v timeout >/dev/null 2>&1; then TO="timeout 120"; else TO=; fi
+. "$ROOT/tests/integration/lib/cli.sh"
+cli_setup audit-blobs
+cli_need git
 export GIT_CONFIG_NOSYSTEM=1 HOME="$T"
-
-run() {
-	$TO "$KHEO" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-}
-k() { $TO "$KHEO" "$@"; }
-err1() { head -c 400 "$T/err" 2>/dev/null | tr '\n' ' '; }
-out1() { head -c 600 "$T/out" | tr '\n' ' '; }
-json() {
-	python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$1"
-}
 
 # ------------------------------------------------------------ the nodes
 U=dak-nong/cu-jut/ea-po
 k -C P init --role province --unit dak-nong >/dev/null
-ROOTFP=$(k -C P id --json | json 'd["root"]')
-k -C D init --role device --unit $U >/dev/null &&
-	k -C D enroll request >D.req &&
-	k -C P enroll sign D.req --role collector --unit $U >D.cert &&
-	k -C D enroll accept D.cert --root "$ROOTFP" >/dev/null
+ROOTFP=$(idj P root)
+k -C D init --role device --unit $U >/dev/null && enrol D P collector $U
 check "a province and an enrolled collector" $? "$(err1)"
 
 python3 - <<'EOF'

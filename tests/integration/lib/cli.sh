@@ -21,7 +21,8 @@
 #                    round trip) under the root $ROOTFP; errors in $T/err
 #
 # KHEO is $BUILD/kheo (BUILD relative to the root, or absolute); every
-# command is bounded to 60 s where timeout(1) exists.  TAP helpers come
+# command is bounded to CLI_TIMEOUT seconds (60 unless the script set it
+# first) where timeout(1) exists.  TAP helpers come
 # from tap.sh.
 
 . "$ROOT/tests/integration/lib/tap.sh"
@@ -29,7 +30,8 @@
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 KHEO=$BUILD/kheo
-if command -v timeout >/dev/null 2>&1; then TO="timeout 60"; else TO=; fi
+if command -v timeout >/dev/null 2>&1; then TO="timeout ${CLI_TIMEOUT:-60}"
+else TO=; fi
 
 PIDS=""		# processes that must not outlive the script
 cli_cleanup() {
