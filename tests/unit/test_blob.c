@@ -623,8 +623,10 @@ static int tamper(void *arg, kheo_msg *m)
 	if (b->done)
 		return 0; /* once: then it behaves */
 	if (b->what == HAVE_UNNAMED && m->type == KHEO_MSG_HAVE && m->want.n) {
-		/* a blob no record in the session's scope names */
+		/* a blob no record in the session's scope names, alone:
+		 * other holds one hash */
 		m->want.hashes = b->other;
+		m->want.n = 1;
 		b->done = 1;
 	}
 	if (m->type != KHEO_MSG_CHUNK)
