@@ -201,3 +201,48 @@ void node_tiers(test_node *p, test_node *h, test_node *d)
 	node_make(d, "d", TEST_COMMUNE, KHEO_NODE_DEVICE);
 	node_enroll(h, d, "collector", TEST_COMMUNE);
 }
+
+void session_pump(kheo_session *a, kheo_session *b, test_link *l)
+{
+	int rounds, last = -1;
+
+	l->cut = 0;
+	for (rounds = 0; rounds < 1000000; rounds++) {
+		int moved = 0, side;
+
+		if (l->each_round)
+			l->each_round(l->arg);
+		for (side = 0; side < 2; side++) {
+			kheo_session *from = side ? b : a, *to = side ? a : b;
+			const uint8_t *p;
+			size_t n;
+
+			kheo_session_output(from, &p, &n);
+			if (!n)
+				continue;
+			if (l->cut_after && l->bytes + n > l->cut_after)
+				n = (size_t)(l->cut_after - l->bytes);
+			if (n) {
+				/* a copy: sent() may reuse the sender's
+				 * buffer */
+				uint8_t *copy = malloc(n);
+
+				memcpy(copy, p, n);
+				kheo_session_sent(from, n);
+				l->bytes += n;
+				kheo_session_input(to, copy, n);
+				free(copy);
+				moved = 1;
+				if (last != side)
+					l->flights++;
+				last = side;
+			}
+			if (l->cut_after && l->bytes >= l->cut_after) {
+				l->cut = 1;
+				return;
+			}
+		}
+		if (!moved)
+			return;
+	}
+}

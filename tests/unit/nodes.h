@@ -28,6 +28,26 @@ void node_close(test_node *n);
 /* Everything `from` holds, into `to`, by a bundle file. */
 void node_send(test_node *from, test_node *to, kheo_bundle_stats *st);
 
+/* The wire between two sessions of one process (session_pump). */
+typedef struct test_link {
+	uint64_t bytes;        /* that crossed, both ways */
+	int flights;           /* times the turn passed from one side */
+	uint64_t cut_after;    /* 0: never; else drop the link after this
+	                        * many bytes have crossed */
+	int cut;               /* it was dropped */
+	/* called before each round (may be NULL): a test breaking the
+	 * protocol injects there */
+	void (*each_round)(void *arg);
+	void *arg;
+} test_link;
+
+/*
+ * Move bytes between client a and server b, each side's output in turn,
+ * until neither has anything to send or the link is cut (at exactly
+ * l->cut_after bytes: what is left of the piece in flight is lost).
+ */
+void session_pump(kheo_session *a, kheo_session *b, test_link *l);
+
 /* Digest under prefix as hex (static buffer, one at a time). */
 const char *node_digest(test_node *n, const char *prefix);
 

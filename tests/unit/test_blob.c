@@ -34,26 +34,19 @@ static int teardown(void **state)
 	return 0;
 }
 
-typedef struct link {
-	uint64_t bytes;
-	size_t cut_after;   /* 0: never */
-	int cut;            /* the link was cut */
-} link;
-
 typedef struct sopts {
 	int client_no_blobs, server_no_blobs;
 	uint64_t server_blob_max;
 } sopts;
 
 /* A session from client c to server s; stats of both; the client's end. */
-static kheo_session_state run(test_node *c, test_node *s, link *l,
+static kheo_session_state run(test_node *c, test_node *s, test_link *l,
 	const sopts *opt, kheo_session_stats *cst, kheo_session_stats *sst)
 {
 	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session *a, *b;
 	kheo_session_state sa;
-	int rounds;
 
 	co.initiator = 1;
 	if (opt) {
@@ -65,39 +58,7 @@ static kheo_session_state run(test_node *c, test_node *s, link *l,
 		fail_msg("client session: %s", kheo_errmsg(c->db));
 	if (kheo_session_new(&b, s->db, &so) < 0)
 		fail_msg("server session: %s", kheo_errmsg(s->db));
-	l->cut = 0;
-	for (rounds = 0; rounds < 1000000; rounds++) {
-		int moved = 0, side;
-
-		for (side = 0; side < 2; side++) {
-			kheo_session *from = side ? b : a, *to = side ? a : b;
-			const uint8_t *p;
-			size_t n;
-
-			kheo_session_output(from, &p, &n);
-			if (!n)
-				continue;
-			if (l->cut_after && l->bytes + n > l->cut_after)
-				n = (size_t)(l->cut_after - l->bytes);
-			if (n) {
-				uint8_t *copy = malloc(n);
-
-				memcpy(copy, p, n);
-				kheo_session_sent(from, n);
-				l->bytes += n;
-				kheo_session_input(to, copy, n);
-				free(copy);
-				moved = 1;
-			}
-			if (l->cut_after && l->bytes >= l->cut_after) {
-				l->cut = 1;
-				goto out;
-			}
-		}
-		if (!moved)
-			break;
-	}
-out:
+	session_pump(a, b, l);
 	sa = kheo_session_status(a, cst);
 	kheo_session_status(b, sst);
 	if (!l->cut && (sa != KHEO_SESSION_DONE ||
@@ -304,7 +265,7 @@ static void attach_checks_type_size_and_field(void **state)
 static void bad_chunks_are_refused_and_nothing_stored(void **state)
 {
 	test_node p, h, d;
-	link l = { 0 };
+	test_link l = { 0 };
 	sopts none = { 0, 1, 0 };
 	char id[KHEO_RECORD_HEX + 1], a[65], b[65];
 	uint8_t ha[32], hb[32], chash[32], bogus[32];
@@ -406,7 +367,7 @@ static void bad_chunks_are_refused_and_nothing_stored(void **state)
 static void damaged_chunk_in_a_session_is_refused(void **state)
 {
 	test_node p, h, d;
-	link l = { 0 };
+	test_link l = { 0 };
 	kheo_session_stats cs, ss;
 	char id[KHEO_RECORD_HEX + 1], a[65], b[65], path[800];
 	FILE *f;
@@ -487,7 +448,7 @@ static void prune_waits_for_the_province(void **state)
 {
 	test_node p, h, d, e;
 	test_node *all[] = { &p, &h, &d, &e };
-	link l = { 0 };
+	test_link l = { 0 };
 	kheo_prune_stats ps;
 	char id[KHEO_RECORD_HEX + 1], id2[KHEO_RECORD_HEX + 1], a[65], b[65];
 	char rm[80];
@@ -654,6 +615,25 @@ static int tamper(void *arg, kheo_msg *m)
 	return 0;
 }
 
+/* END_IN_V1: once the device's HELLO is out, an END the version it
+ * spoke does not have (session_pump calls this before each round). */
+typedef struct injection {
+	kheo_session *a;
+	breakage *b;
+} injection;
+
+static void inject_end(void *arg)
+{
+	injection *in = arg;
+	kheo_msg m = { .type = KHEO_MSG_END };
+
+	if (!in->b || in->b->what != END_IN_V1 || in->b->done ||
+	    kheo_session_status(in->a, NULL) != KHEO_SESSION_SYNCING)
+		return;
+	kheo__session_inject(in->a, &m);
+	in->b->done = 1;
+}
+
 /*
  * A session from device c, which breaks the protocol as b says, to hub
  * s, in one process; both sides' final states and errors.
@@ -666,7 +646,8 @@ static void run_broken(test_node *c, test_node *s, breakage *b,
 	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session *a, *h;
-	int rounds, injected = 0;
+	injection inj = { NULL, NULL };
+	test_link l = { 0 };
 
 	co.initiator = 1;
 	if (kheo_session_new(&a, c->db, &co) < 0 ||
@@ -679,37 +660,11 @@ static void run_broken(test_node *c, test_node *s, breakage *b,
 		kheo__session_speak(h, server_version);
 	if (b)
 		kheo__session_tamper(a, tamper, b);
-	for (rounds = 0; rounds < 100000; rounds++) {
-		int moved = 0, side;
-
-		/* END_IN_V1: once the device's HELLO is out, an END the
-		 * version it spoke does not have */
-		if (b && b->what == END_IN_V1 && !injected &&
-		    kheo_session_status(a, NULL) == KHEO_SESSION_SYNCING) {
-			kheo_msg m = { .type = KHEO_MSG_END };
-
-			kheo__session_inject(a, &m);
-			injected = b->done = 1;
-		}
-		for (side = 0; side < 2; side++) {
-			kheo_session *from = side ? h : a, *to = side ? a : h;
-			const uint8_t *p;
-			uint8_t *copy;
-			size_t n;
-
-			kheo_session_output(from, &p, &n);
-			if (!n)
-				continue;
-			copy = malloc(n);
-			memcpy(copy, p, n);
-			kheo_session_sent(from, n);
-			kheo_session_input(to, copy, n);
-			free(copy);
-			moved = 1;
-		}
-		if (!moved)
-			break;
-	}
+	inj.a = a;
+	inj.b = b;
+	l.each_round = inject_end;
+	l.arg = &inj;
+	session_pump(a, h, &l);
 	*cstate = kheo_session_status(a, NULL);
 	*sstate = kheo_session_status(h, sst);
 	/* the server's error, or the client's when only it failed */
@@ -776,7 +731,7 @@ static void peer_breaking_the_blob_protocol_is_refused(void **state)
 		kheo_session_stats ss;
 		char id[KHEO_RECORD_HEX + 1], a[65], c[65], other[65];
 		char serr[400], last[400];
-		link l = { 0 };
+		test_link l = { 0 };
 
 		node_tiers(&p, &h, &d);
 		node_put(&d, id, "model", "name=Mô hình", "unit=" COMMUNE,
@@ -947,7 +902,7 @@ static void twenty_megabytes_of_photos_survive_cuts(void **state)
 
 		while (missing_count(to) > 0 || sessions == 0) {
 			kheo_session_stats cs, ss;
-			link l = { 0 };
+			test_link l = { 0 };
 
 			/* a cut after about two and a half chunks of blob
 			 * data, never at the same place */
@@ -991,7 +946,7 @@ static void twenty_megabytes_of_photos_survive_cuts(void **state)
 static void no_blobs_device_sees_metadata_and_lists_missing(void **state)
 {
 	test_node p, h, d, d2;
-	link l = { 0 };
+	test_link l = { 0 };
 	sopts nb = { 1, 0, 0 };
 	kheo_session_stats cs, ss;
 	char id[KHEO_RECORD_HEX + 1], a[65], scan[65];
@@ -1049,7 +1004,7 @@ static void no_blobs_device_sees_metadata_and_lists_missing(void **state)
 static void hub_caps_blob_bytes_and_scans_come_first(void **state)
 {
 	test_node p, h, d;
-	link l = { 0 };
+	test_link l = { 0 };
 	sopts cap = { 0, 0, 3 * KHEO_BLOB_CHUNK };
 	kheo_session_stats cs, ss;
 	char id[KHEO_RECORD_HEX + 1], a[65], scan[65];

@@ -25,26 +25,18 @@ static int teardown(void **state)
 	return 0;
 }
 
-typedef struct link {
-	uint64_t bytes;        /* that crossed, both ways */
-	int flights;           /* times the turn passed from one side */
-	size_t cut_after;      /* 0: never; else drop the link after this
-	                        * many bytes have crossed */
-} link;
-
 /*
  * Run a session between client c and server s until both are done, one
  * fails, or the link is cut.  Returns the client's final state.
  */
-static kheo_session_state run(test_node *c, test_node *s, link *l,
+static kheo_session_state run(test_node *c, test_node *s, test_link *l,
 	kheo_session_stats *cst, kheo_session_stats *sst, char *err,
 	size_t errlen)
 {
 	kheo_session_options co = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session *a, *b;
-	kheo_session_state sa, sb;
-	int rounds, last = -1;
+	kheo_session_state sa;
 
 	co.initiator = 1;
 	co.chunk_bytes = 4096;
@@ -53,45 +45,7 @@ static kheo_session_state run(test_node *c, test_node *s, link *l,
 		fail_msg("client session: %s", kheo_errmsg(c->db));
 	if (kheo_session_new(&b, s->db, &so) < 0)
 		fail_msg("server session: %s", kheo_errmsg(s->db));
-	for (rounds = 0; rounds < 100000; rounds++) {
-		const uint8_t *p;
-		size_t n;
-		int moved = 0, side;
-
-		for (side = 0; side < 2; side++) {
-			kheo_session *from = side ? b : a, *to = side ? a : b;
-
-			kheo_session_output(from, &p, &n);
-			if (!n)
-				continue;
-			if (l->cut_after && l->bytes + n > l->cut_after)
-				n = (size_t)(l->cut_after - l->bytes);
-			if (n) {
-				uint8_t *copy = malloc(n);
-
-				memcpy(copy, p, n);
-				kheo_session_sent(from, n);
-				l->bytes += n;
-				kheo_session_input(to, copy, n);
-				free(copy);
-				moved = 1;
-				if (last != side)
-					l->flights++;
-				last = side;
-			}
-			if (l->cut_after && l->bytes >= l->cut_after)
-				goto out;
-		}
-		sa = kheo_session_status(a, NULL);
-		sb = kheo_session_status(b, NULL);
-		if ((sa >= KHEO_SESSION_DONE && sb >= KHEO_SESSION_DONE) ||
-		    sa == KHEO_SESSION_FAILED || sb == KHEO_SESSION_FAILED)
-			if (!moved)
-				break;
-		if (!moved)
-			break;
-	}
-out:
+	session_pump(a, b, l);
 	sa = kheo_session_status(a, cst);
 	kheo_session_status(b, sst);
 	if (err)
@@ -114,7 +68,7 @@ static void device_hub_province_agree(void **state)
 {
 	test_node p, h, d;
 	kheo_session_stats cs, ss;
-	link l = { 0 };
+	test_link l = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800];
 	int i;
 
@@ -145,7 +99,7 @@ static void in_sync_session_is_one_round_trip_under_2k(void **state)
 {
 	test_node p, h, d;
 	kheo_session_stats cs, ss;
-	link l = { 0 };
+	test_link l = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800];
 
 	(void)state;
@@ -172,7 +126,7 @@ static void cut_session_resumes(void **state)
 {
 	test_node p, h, d;
 	kheo_session_stats cs, ss;
-	link full = { 0 };
+	test_link full = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800], want[65];
 	int i, trial;
 
@@ -186,7 +140,7 @@ static void cut_session_resumes(void **state)
 	assert_int_equal(kheo_commit(d.db, NULL), KHEO_OK);
 	snprintf(want, sizeof(want), "%s", node_digest(&d, COMMUNE));
 	for (trial = 0; trial < 50; trial++) {
-		link l = { 0 };
+		test_link l = { 0 };
 
 		/* anywhere from the handshake to the last chunk */
 		l.cut_after = 100 + ((size_t)trial * 7919) % 30000;
@@ -215,7 +169,7 @@ static void long_offline_work_travels_in_small_changesets(void **state)
 		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,";
 	test_node p, h, d;
 	kheo_session_stats cs, ss;
-	link cut = { 0 }, full = { 0 };
+	test_link cut = { 0 }, full = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800], want[65];
 	char desc[12 + 240 + 1], name[64];
 	unsigned seed = 7;
@@ -257,7 +211,7 @@ static void other_network_is_refused(void **state)
 {
 	test_node p, h, d, p2, d2;
 	kheo_session_stats cs, ss;
-	link l = { 0 };
+	test_link l = { 0 };
 	char err[800];
 
 	(void)state;
@@ -281,7 +235,7 @@ static void device_with_a_wrong_clock_is_told_to_fix_it(void **state)
 {
 	test_node p, h, d;
 	kheo_session_stats cs, ss;
-	link l = { 0 };
+	test_link l = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800];
 
 	(void)state;
@@ -308,7 +262,7 @@ static void revoked_and_unenrolled_devices_are_refused(void **state)
 	kheo_session_stats cs, ss;
 	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session *x;
-	link l = { 0 };
+	test_link l = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800], key[65];
 
 	(void)state;
@@ -338,7 +292,7 @@ static void device_receives_only_its_scope(void **state)
 {
 	test_node p, h, d, e;
 	kheo_session_stats cs, ss;
-	link l = { 0 };
+	test_link l = { 0 };
 	char mine[KHEO_RECORD_HEX + 1], other[KHEO_RECORD_HEX + 1], err[800];
 	char *text = NULL;
 
@@ -373,7 +327,7 @@ static void only_what_is_missing_moves(void **state)
 {
 	test_node p, h, d, e;
 	kheo_session_stats cs, ss;
-	link l = { 0 };
+	test_link l = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800];
 	int i;
 
@@ -508,7 +462,7 @@ static void overlapping_sessions_of_one_node_agree(void **state)
 	kheo_session_options so = KHEO_SESSION_OPTIONS_INIT;
 	kheo_session_stats cs, ss;
 	kheo_session *a, *b;
-	link l = { 0 };
+	test_link l = { 0 };
 	char id[KHEO_RECORD_HEX + 1], err[800];
 	int round, side;
 
